@@ -1,0 +1,214 @@
+"""Hook points: the one mechanism through which methods, the cost ledger and
+the statistics recorder act on training, without touching layer code.
+
+A *hook object* is any object with some of the methods of :class:`Hook`
+(subclass it and override what you need; everything else is a no-op). A
+:class:`HookList` holds hook objects in order and is what the trainer and the
+containers call. There are two kinds of hook points.
+
+Trainer level (called by ``minicnn.training.Trainer`` with a ``TrainState``)::
+
+    on_train_begin(state)        once, before the first epoch
+    on_epoch_begin(state)        before each epoch's first batch (freeze layers here: WUS, LARS)
+    on_batch_begin(state)        before a batch; return False to drop it (SMD, E2-Train §3.1)
+    on_after_backward(state)     grads are computed, the optimizer has not run yet
+    param_grad(layer, name, grad) -> grad
+                                 replace a param's gradient before the update
+                                 (PSG sign prediction, E2-Train §3.3 eq. 2)
+    on_batch_end(state)          after the optimizer step
+    on_epoch_end(state)          after validation; state.history has test accuracy (WUS §3, LARS eq. 1)
+    on_train_end(state)
+
+Layer level (called by containers around every child layer, leaf or container)::
+
+    forward_input(layer, x) -> x        before layer.forward (quantize inputs; swap in quantized weights)
+    forward_output(layer, x, y) -> y    after layer.forward
+    block_gate(block, x) -> mask|None   a residual block asks whether to run its residual
+                                        branch, per sample (SLU, E2-Train §3.2); None = all
+    backward_output_grad(layer, dy) -> dy
+                                        before layer.backward (prune dL/dy: Ye et al. §3.2,
+                                        Algorithm 1; quantize gradients)
+    backward_input_grad(layer, dx) -> dx
+                                        after layer.backward produced dL/dx (None if not computed)
+    observe_backward(layer, dy, dx)     after the transforms; observers only (ledger, stats)
+    annotate(layer, role, fmt)          never called by minicnn: see :class:`TensorFormat`
+
+Freezing is not a hook: a method sets ``layer.requires_grad[name] = False``
+(or calls ``layer.freeze()``) and the containers then stop backward at the
+lowest layer that still trains, and the optimizer skips frozen params.
+
+Methods declare the *format* of the tensors they produce (a fixed-point
+precision, sparsity) with ``state.formats.set(layer, role, TensorFormat(...))``
+so that the ledger counts that work at its real size; see ``minicnn.cost``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class Hook:
+    """Base class for anything that plugs into training. All methods are no-ops."""
+
+    # trainer level
+    def on_train_begin(self, state): pass
+    def on_epoch_begin(self, state): pass
+    def on_batch_begin(self, state): return True
+    def on_after_backward(self, state): pass
+    def param_grad(self, layer, name, grad): return grad
+    def on_batch_end(self, state): pass
+    def on_epoch_end(self, state): pass
+    def on_train_end(self, state): pass
+
+    # layer level
+    def forward_input(self, layer, x): return x
+    def forward_output(self, layer, x, y): return y
+    def block_gate(self, block, x): return None
+    def backward_output_grad(self, layer, dy): return dy
+    def backward_input_grad(self, layer, dx): return dx
+    def observe_backward(self, layer, dy, dx): pass
+
+
+# the layer-level hook names, used to skip objects that do not override them
+_LAYER_HOOKS = ("forward_input", "forward_output", "block_gate",
+                "backward_output_grad", "backward_input_grad", "observe_backward")
+
+
+def _overrides(obj, name: str) -> bool:
+    """True if ``obj`` defines ``name`` itself rather than inheriting Hook's no-op."""
+    fn = getattr(type(obj), name, None)
+    return fn is not None and fn is not getattr(Hook, name, None)
+
+
+class HookList:
+    """An ordered list of hook objects, dispatched in order.
+
+    Transforming hooks chain: each gets the previous one's result. Calls are
+    resolved once when the list changes, so an unused hook point costs one
+    empty loop per layer.
+    """
+
+    def __init__(self, hooks=()):
+        self._hooks: list = []
+        for h in hooks:
+            self.add(h)
+
+    def add(self, hook) -> None:
+        self._hooks.append(hook)
+        self._resolve()
+
+    def remove(self, hook) -> None:
+        self._hooks.remove(hook)
+        self._resolve()
+
+    def __iter__(self):
+        return iter(self._hooks)
+
+    def __len__(self):
+        return len(self._hooks)
+
+    def _resolve(self) -> None:
+        self._bound = {name: [getattr(h, name) for h in self._hooks if _overrides(h, name)]
+                       for name in _LAYER_HOOKS + ("param_grad",)}
+
+    # -- trainer level ------------------------------------------------------
+    def call(self, name: str, state) -> None:
+        for h in self._hooks:
+            fn = getattr(h, name, None)
+            if fn is not None:
+                fn(state)
+
+    def batch_begin(self, state) -> bool:
+        """True unless some hook asks to drop the batch (every hook is asked)."""
+        keep = True
+        for h in self._hooks:
+            fn = getattr(h, "on_batch_begin", None)
+            if fn is not None and fn(state) is False:
+                keep = False
+        return keep
+
+    def param_grad(self, layer, name, grad):
+        for fn in self._bound["param_grad"]:
+            grad = fn(layer, name, grad)
+        return grad
+
+    # -- layer level ----------------------------------------------------------
+    def forward_input(self, layer, x):
+        for fn in self._bound["forward_input"]:
+            x = fn(layer, x)
+        return x
+
+    def forward_output(self, layer, x, y):
+        for fn in self._bound["forward_output"]:
+            y = fn(layer, x, y)
+        return y
+
+    def block_gate(self, block, x):
+        mask = None
+        for fn in self._bound["block_gate"]:
+            m = fn(block, x)
+            if m is not None:
+                mask = m if mask is None else (mask & m)
+        return mask
+
+    def backward_output_grad(self, layer, dy):
+        for fn in self._bound["backward_output_grad"]:
+            dy = fn(layer, dy)
+        return dy
+
+    def backward_input_grad(self, layer, dx):
+        for fn in self._bound["backward_input_grad"]:
+            dx = fn(layer, dx)
+        return dx
+
+    def observe_backward(self, layer, dy, dx):
+        for fn in self._bound["observe_backward"]:
+            fn(layer, dy, dx)
+
+
+#: a list with no hooks: what a model uses when nobody attached any
+NO_HOOKS = HookList()
+
+
+@dataclass(frozen=True)
+class TensorFormat:
+    """How a tensor is stored, for the ledger's byte and energy counts.
+
+    bits:    bits per value (32 = fp32; 8 or 16 = fixed point of that width)
+    fixed:   True for a fixed-point (integer) format, False for floating point
+    sparse:  True if only non-zeros are stored (values + indices)
+    index_bits: bits per stored index of a sparse tensor
+    """
+    bits: int = 32
+    fixed: bool = False
+    sparse: bool = False
+    index_bits: int = 32
+
+
+FP32 = TensorFormat()
+
+
+class FormatTable:
+    """Formats that methods declared for (layer, role) pairs; FP32 otherwise.
+
+    Roles: ``input``, ``output``, ``weight``, ``bias``, ``grad_output``,
+    ``grad_input``, ``grad_weight``, ``grad_bias``.
+    """
+
+    def __init__(self):
+        self._formats: dict[tuple[str, str], TensorFormat] = {}
+
+    def set(self, layer, role: str, fmt: TensorFormat) -> None:
+        self._formats[(layer.name, role)] = fmt
+
+    def clear(self, layer=None) -> None:
+        if layer is None:
+            self._formats.clear()
+        else:
+            for k in [k for k in self._formats if k[0] == layer.name]:
+                del self._formats[k]
+
+    def get(self, layer, role: str) -> TensorFormat:
+        return self._formats.get((layer.name, role), FP32)
+
+    def __bool__(self):
+        return bool(self._formats)

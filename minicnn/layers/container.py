@@ -1,0 +1,163 @@
+"""Containers: layers made of layers, and the place where hook points fire.
+
+``Sequential`` runs its children in order. Around each child it calls the
+hook points of ``minicnn.hooks`` (``forward_input``, ``forward_output``,
+``backward_output_grad``, ``backward_input_grad``, ``observe_backward``),
+so that methods, the ledger and the statistics recorder see every layer
+without any layer knowing about them.
+
+Backward stops as early as possible: a child is visited only if it, or some
+child before it, still trains something, and a child computes dL/dx only if
+some child before it trains (or the caller asked for the input gradient).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..hooks import NO_HOOKS, HookList
+from .base import Layer
+
+
+class Container(Layer):
+    """Shared machinery of Sequential and BasicBlock: naming, hooks, recursion."""
+
+    is_container = True
+
+    def __init__(self, dtype=np.float32):
+        super().__init__(dtype)
+        self.hooks: HookList = NO_HOOKS
+        self.needs_input_grad = False  # a model's input needs no gradient
+
+    def named_children(self) -> list[tuple[str, Layer]]:
+        raise NotImplementedError
+
+    def children(self) -> list[Layer]:
+        return [c for _, c in self.named_children()]
+
+    def _name_children(self) -> None:
+        """Give every descendant its qualified name ("stage1.0.conv1")."""
+        for short, child in self.named_children():
+            child.name = short if self.name in ("", type(self).__name__, "model") else f"{self.name}.{short}"
+            if child.is_container:
+                child._name_children()
+
+    def set_hooks(self, hooks: HookList) -> None:
+        """Attach a HookList to this container and every container inside it."""
+        self.hooks = hooks
+        for c in self.children():
+            if c.is_container:
+                c.set_hooks(hooks)
+
+    # -- iteration over everything ---------------------------------------------
+    def modules(self):
+        """Every layer below this one, depth first, containers before their children."""
+        for c in self.children():
+            yield c
+            if c.is_container:
+                yield from c.modules()
+
+    def leaves(self):
+        return [m for m in self.modules() if not m.is_container]
+
+    def named_parameters(self):
+        """Yield ``(qualified_name, layer, param_name)`` for every parameter."""
+        for m in self.modules():
+            for p in m.params:
+                yield f"{m.name}.{p}", m, p
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Params and buffers by qualified name (what ``model.npz`` holds)."""
+        out = {}
+        for m in self.modules():
+            for k, v in list(m.params.items()) + list(m.buffers.items()):
+                out[f"{m.name}.{k}"] = v
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        if missing:
+            raise KeyError(f"checkpoint lacks {len(missing)} entries, e.g. {missing[0]}")
+        for k, v in own.items():
+            if tuple(state[k].shape) != v.shape:
+                raise ValueError(f"checkpoint entry {k} has shape {tuple(state[k].shape)}, model expects {v.shape}")
+            v[...] = state[k]
+
+    # -- forward/backward of one child, with the hook points ---------------------
+    def _forward_child(self, child: Layer, x: np.ndarray) -> np.ndarray:
+        hooks = self.hooks
+        x = hooks.forward_input(child, x)
+        y = child.forward(x)
+        return hooks.forward_output(child, x, y)
+
+    def _backward_child(self, child: Layer, dy: np.ndarray):
+        hooks = self.hooks
+        dy = hooks.backward_output_grad(child, dy)
+        dx = child.backward(dy)
+        dx = hooks.backward_input_grad(child, dx)
+        hooks.observe_backward(child, dy, dx)
+        return dx
+
+    def _backward_chain(self, chain: list[Layer], dy: np.ndarray, need_input_grad: bool):
+        """Backward through ``chain`` (forward order), stopping as early as possible.
+
+        Returns dL/d(input of chain[0]) if ``need_input_grad`` else None.
+        """
+        # lowest = index of the first child that must be visited at all
+        trains = [c.trainable() for c in chain]
+        if need_input_grad:
+            lowest = 0
+        else:
+            lowest = next((i for i, t in enumerate(trains) if t), len(chain))
+        for i in range(len(chain) - 1, lowest - 1, -1):
+            child = chain[i]
+            # dL/dx of child i feeds child i-1: needed if anything below trains
+            child.needs_input_grad = need_input_grad or any(trains[:i])
+            dy = self._backward_child(child, dy)
+        return dy if need_input_grad and chain else None
+
+
+class Sequential(Container):
+    """An ordered container of named layers: ``Sequential(("conv1", Conv2d(...)), ...)``.
+
+    Plain layers may be passed too; they are named by their index.
+    """
+
+    def __init__(self, *layers, dtype=np.float32):
+        super().__init__(dtype)
+        self._children: list[tuple[str, Layer]] = []
+        for i, item in enumerate(layers):
+            name, layer = item if isinstance(item, tuple) else (str(i), item)
+            self._children.append((name, layer))
+        self._name_children()
+
+    def named_children(self):
+        return list(self._children)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            for n, c in self._children:
+                if n == key:
+                    return c
+            raise KeyError(key)
+        return self._children[key][1]
+
+    def __len__(self):
+        return len(self._children)
+
+    def output_shape(self, input_shape):
+        for c in self.children():
+            input_shape = c.output_shape(input_shape)
+        return input_shape
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for child in self.children():
+            x = self._forward_child(child, x)
+        return x
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        """Backward through all children; returns dL/dx only if ``needs_input_grad``."""
+        return self._backward_chain(self.children(), dy, self.needs_input_grad)
+
+    def extra_repr(self):
+        return "\n" + "\n".join(f"  ({n}): {c!r}".replace("\n", "\n  ") for n, c in self._children) + "\n"
