@@ -1,0 +1,133 @@
+"""The models of the papers, at CIFAR scale (32x32 inputs).
+
+convnet-small   4 conv (3x3, BN, ReLU) + 2 max-pools + linear: 24,518,656
+                forward MACs per image. The quick model of the lessons.
+resnet20/8      CIFAR ResNets of He et al. 2016 (§4.2): a 3x3 conv to 16
+                channels, three stages of n BasicBlocks at 16/32/64 channels
+                (stride 2 at the start of stages 2 and 3, projection
+                shortcuts), global average pooling, linear. resnet20: n=3
+                (40,813,184 forward MACs per image); resnet8: n=1.
+alexnet-cifar   AlexNet's five conv layers and ReLUs, no BN, as commonly
+                adapted to CIFAR (11x11 stride-4 first conv, three max-pools,
+                one linear classifier); ``width`` scales the channels.
+vgg11-cifar     VGG-11 configuration "A" (8 conv3x3 + ReLU, five max-pools,
+                no BN), one linear classifier; ``width`` scales the channels.
+                The WUS paper (§4) trains AlexNet and VGG-11 on CIFAR.
+
+Weight init: Kaiming-normal (He et al. 2015, fan_out, gain sqrt(2), the
+torchvision ResNet choice) for convolutions, PyTorch's default for linear
+layers, weight 1 and bias 0 for BatchNorm, zero conv biases.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..layers import (BasicBlock, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Linear,
+                      MaxPool2d, ReLU, Sequential)
+
+
+def kaiming_normal_(conv: Conv2d, rng: np.random.Generator) -> None:
+    """Fill a conv's weight with N(0, 2/fan_out), fan_out = out_channels*kh*kw."""
+    w = conv.params["weight"]
+    fan_out = w.shape[0] * w.shape[2] * w.shape[3]
+    w[...] = rng.normal(0.0, np.sqrt(2.0 / fan_out), size=w.shape)
+    if "bias" in conv.params:
+        conv.params["bias"][...] = 0.0
+
+
+class Model(Sequential):
+    """A Sequential that remembers how it was built (for checkpoints)."""
+
+    def __init__(self, *layers, arch: str, config: dict, dtype=np.float32):
+        self.arch = arch
+        self.config = config
+        super().__init__(*layers, dtype=dtype)
+
+    def extra_repr(self):
+        return f"arch={self.arch!r}" + super().extra_repr()
+
+
+def _conv_bn_relu(i, cin, cout, dtype, rng):
+    return [(f"conv{i}", Conv2d(cin, cout, 3, padding=1, bias=False, dtype=dtype, rng=rng)),
+            (f"bn{i}", BatchNorm2d(cout, dtype=dtype)),
+            (f"relu{i}", ReLU())]
+
+
+def convnet_small(num_classes, dtype, rng):
+    layers = (_conv_bn_relu(1, 3, 32, dtype, rng) + _conv_bn_relu(2, 32, 32, dtype, rng)
+              + [("pool1", MaxPool2d(2))]
+              + _conv_bn_relu(3, 32, 64, dtype, rng) + _conv_bn_relu(4, 64, 64, dtype, rng)
+              + [("pool2", MaxPool2d(2)), ("flatten", Flatten()),
+                 ("fc", Linear(64 * 8 * 8, num_classes, dtype=dtype, rng=rng))])
+    return layers
+
+
+def resnet_cifar(n, num_classes, dtype, rng):
+    layers = _conv_bn_relu(1, 3, 16, dtype, rng)
+    cin = 16
+    for stage, cout in enumerate((16, 32, 64), start=1):
+        blocks = []
+        for b in range(n):
+            stride = 2 if (stage > 1 and b == 0) else 1
+            blocks.append((str(b), BasicBlock(cin, cout, stride=stride, dtype=dtype, rng=rng)))
+            cin = cout
+        layers.append((f"layer{stage}", Sequential(*blocks, dtype=dtype)))
+    layers += [("pool", GlobalAvgPool2d()), ("fc", Linear(64, num_classes, dtype=dtype, rng=rng))]
+    return layers
+
+
+def alexnet_cifar(num_classes, dtype, rng, width=1.0):
+    c = [max(1, int(round(k * width))) for k in (64, 192, 384, 256, 256)]
+    spec = [(3, c[0], 11, 4, 5), (c[0], c[1], 5, 1, 2), (c[1], c[2], 3, 1, 1), (c[2], c[3], 3, 1, 1),
+            (c[3], c[4], 3, 1, 1)]
+    layers = []
+    for i, (cin, cout, k, s, p) in enumerate(spec, start=1):
+        layers += [(f"conv{i}", Conv2d(cin, cout, k, stride=s, padding=p, dtype=dtype, rng=rng)),
+                   (f"relu{i}", ReLU())]
+        if i in (1, 2, 5):
+            layers.append((f"pool{i}", MaxPool2d(2)))
+    # 32 -> conv1 s4 -> 8 -> pool -> 4 -> pool -> 2 -> pool -> 1
+    layers += [("flatten", Flatten()), ("fc", Linear(c[4], num_classes, dtype=dtype, rng=rng))]
+    return layers
+
+
+VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
+
+
+def vgg11_cifar(num_classes, dtype, rng, width=1.0):
+    layers, cin, i, p = [], 3, 0, 0
+    for v in VGG11:
+        if v == "M":
+            p += 1
+            layers.append((f"pool{p}", MaxPool2d(2)))
+        else:
+            i += 1
+            cout = max(1, int(round(v * width)))
+            layers += [(f"conv{i}", Conv2d(cin, cout, 3, padding=1, dtype=dtype, rng=rng)), (f"relu{i}", ReLU())]
+            cin = cout
+    layers += [("flatten", Flatten()), ("fc", Linear(cin, num_classes, dtype=dtype, rng=rng))]
+    return layers
+
+
+MODELS = {
+    "convnet-small": convnet_small,
+    "resnet20": lambda num_classes, dtype, rng: resnet_cifar(3, num_classes, dtype, rng),
+    "resnet8": lambda num_classes, dtype, rng: resnet_cifar(1, num_classes, dtype, rng),
+    "alexnet-cifar": alexnet_cifar,
+    "vgg11-cifar": vgg11_cifar,
+}
+
+
+def build(name: str, num_classes: int = 10, dtype=np.float32, seed: int = 0, **options) -> Model:
+    """Build model ``name`` with seeded weights. Options: ``width`` for alexnet-cifar/vgg11-cifar."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    rng = np.random.default_rng(seed)
+    layers = MODELS[name](num_classes, dtype, rng, **options)
+    model = Model(*layers, arch=name, config=dict(num_classes=num_classes, **options), dtype=dtype)
+    for layer in model.modules():
+        if isinstance(layer, Conv2d):
+            kaiming_normal_(layer, rng)
+    return model
