@@ -1,0 +1,47 @@
+"""Numeric kernels behind the leaf layers, and their naive references.
+
+* :mod:`.im2col`      im2col / col2im (numba): convolution as one batched GEMM
+* :mod:`.batchnorm`   per-channel statistics and folded affine passes (numba)
+* :mod:`.pooling`     max / average pooling forward and backward (numba)
+* :mod:`.elementwise` ReLU forward and backward (numba)
+* :mod:`.reference`   plain-loop definitions of all of the above, for tests and lessons
+
+All numba kernels are compiled with ``cache=True``: the *first* call of each
+kernel for a given dtype compiles it (a few seconds in total per dtype), and
+later processes load the machine code from ``__pycache__``. Call
+:func:`warmup` to pay that cost up front (e.g. before timing anything).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .batchnorm import channel_affine, channel_affine2, channel_grad_sums, channel_mean_var
+from .elementwise import relu_backward, relu_forward
+from .im2col import col2im, conv_output_size, im2col
+from .pooling import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
+
+__all__ = ["im2col", "col2im", "conv_output_size", "channel_mean_var", "channel_affine",
+           "channel_grad_sums", "channel_affine2", "relu_forward", "relu_backward",
+           "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
+           "warmup"]
+
+
+def warmup(dtypes=(np.float32,)) -> None:
+    """Compile (or load from cache) every kernel for the given dtypes on tiny inputs."""
+    for dt in dtypes:
+        x = np.ones((2, 2, 4, 4), dtype=dt)
+        cols = np.empty((2, 2 * 9, 16), dtype=dt)
+        im2col(x, 3, 3, 1, 1, 1, 1, cols)
+        col2im(cols, 3, 3, 1, 1, 1, 1, np.empty_like(x))
+        mean, var = channel_mean_var(x)
+        v = np.ones(2, dtype=dt)
+        channel_affine(x, v, v, np.empty_like(x))
+        channel_grad_sums(x, x, mean)
+        channel_affine2(x, x, v, v, v, np.empty_like(x))
+        relu_backward(x.ravel(), x.ravel(), relu_forward(x.ravel(), np.empty(x.size, dtype=dt)))
+        y = np.empty((2, 2, 2, 2), dtype=dt)
+        arg = np.empty((2, 2, 2, 2), dtype=np.int32)
+        maxpool2d_forward(x, 2, 2, 2, 2, y, arg)
+        maxpool2d_backward(y, arg, np.empty_like(x))
+        avgpool2d_forward(x, 2, 2, 2, 2, y)
+        avgpool2d_backward(y, 2, 2, 2, 2, np.empty_like(x))

@@ -1,0 +1,194 @@
+"""Fast numba kernels == naive loop references (minicnn.kernels.reference)."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minicnn.kernels import (avgpool2d_backward, avgpool2d_forward, channel_mean_var, col2im, im2col,
+                             maxpool2d_backward, maxpool2d_forward, relu_backward, relu_forward)
+from minicnn.kernels import reference as R
+from minicnn.layers.batchnorm import BatchNorm2d
+from minicnn.layers.conv import Conv2d
+
+FEW = settings(max_examples=20, deadline=None)
+
+
+@st.composite
+def conv_case(draw):
+    """A small conv problem whose output is not empty."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    H = draw(st.integers(max(1, kh - 2 * ph), 8))
+    W = draw(st.integers(max(1, kw - 2 * pw), 8))
+    N, C, O = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    seed = draw(st.integers(0, 2**31))
+    return dict(N=N, C=C, O=O, H=H, W=W, k=(kh, kw), s=(sh, sw), p=(ph, pw), seed=seed)
+
+
+@st.composite
+def pool_case(draw):
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    H, W = draw(st.integers(kh, 9)), draw(st.integers(kw, 9))
+    N, C = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    return dict(shape=(N, C, H, W), k=(kh, kw), s=(sh, sw), seed=draw(st.integers(0, 2**31)))
+
+
+# -- im2col / col2im -------------------------------------------------------------------
+@FEW
+@given(conv_case(), st.sampled_from([np.float32, np.float64]))
+def test_im2col_matches_naive(case, dtype):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["N"], case["C"], case["H"], case["W"])).astype(dtype)
+    (kh, kw), (sh, sw), (ph, pw) = case["k"], case["s"], case["p"]
+    want = R.im2col_naive(x, kh, kw, (sh, sw), (ph, pw))
+    cols = np.full(want.shape, np.nan, dtype=dtype)  # every entry must be written
+    im2col(x, kh, kw, sh, sw, ph, pw, cols)
+    np.testing.assert_array_equal(cols, want)
+
+
+@FEW
+@given(conv_case())
+def test_col2im_is_adjoint_of_im2col(case):
+    """<im2col(x), c> == <x, col2im(c)> for all x, c: col2im is im2col transposed."""
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["N"], case["C"], case["H"], case["W"]))
+    (kh, kw), (sh, sw), (ph, pw) = case["k"], case["s"], case["p"]
+    cols = R.im2col_naive(x, kh, kw, (sh, sw), (ph, pw))
+    c = rng.standard_normal(cols.shape)
+    dx = col2im(c, kh, kw, sh, sw, ph, pw, np.full(x.shape, np.nan))
+    assert np.isclose(np.sum(cols * c), np.sum(x * dx), rtol=1e-12, atol=1e-12)
+
+
+# -- convolution: layer (im2col + GEMM) vs naive loops -----------------------------------
+@FEW
+@given(conv_case(), st.booleans())
+def test_conv_forward_backward_match_naive(case, bias):
+    rng = np.random.default_rng(case["seed"])
+    conv = Conv2d(case["C"], case["O"], case["k"], case["s"], case["p"], bias=bias, dtype=np.float64, rng=rng)
+    x = rng.standard_normal((case["N"], case["C"], case["H"], case["W"]))
+    w, b = conv.params["weight"], conv.params.get("bias")
+    y = conv.forward(x)
+    np.testing.assert_allclose(y, R.conv2d_forward_naive(x, w, b, case["s"], case["p"]), rtol=1e-10, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx = conv.backward(dy)
+    dx_ref, dw_ref, db_ref = R.conv2d_backward_naive(x, w, dy, case["s"], case["p"])
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(conv.grads["weight"], dw_ref, rtol=1e-10, atol=1e-12)
+    if bias:
+        np.testing.assert_allclose(conv.grads["bias"], db_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_conv_float32_close_to_float64(rng):
+    x = rng.standard_normal((4, 3, 9, 9))
+    c64 = Conv2d(3, 5, 3, stride=2, padding=1, dtype=np.float64, rng=np.random.default_rng(1))
+    c32 = Conv2d(3, 5, 3, stride=2, padding=1, dtype=np.float32, rng=np.random.default_rng(1))
+    y64, y32 = c64.forward(x), c32.forward(x)
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32, y64, rtol=1e-4, atol=1e-5)
+    dy = rng.standard_normal(y64.shape)
+    np.testing.assert_allclose(c32.backward(dy), c64.backward(dy), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(c32.grads["weight"], c64.grads["weight"], rtol=1e-4, atol=1e-4)
+
+
+# -- pooling ----------------------------------------------------------------------------------
+@FEW
+@given(pool_case(), st.sampled_from([np.float32, np.float64]))
+def test_maxpool_matches_naive(case, dtype):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal(case["shape"]).astype(dtype)
+    if case["seed"] % 2:  # few distinct values: many ties inside windows
+        x = np.round(x).astype(dtype)
+    (kh, kw), (sh, sw) = case["k"], case["s"]
+    y_ref, arg_ref = R.maxpool2d_forward_naive(x, case["k"], case["s"])
+    y = np.empty(y_ref.shape, dtype=dtype)
+    arg = np.empty(y_ref.shape, dtype=np.int32)
+    maxpool2d_forward(x, kh, kw, sh, sw, y, arg)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = maxpool2d_backward(dy, arg, np.full(x.shape, np.nan, dtype=dtype))
+    np.testing.assert_allclose(dx, R.maxpool2d_backward_naive(x, dy, case["k"], case["s"]), rtol=1e-6)
+
+
+def test_maxpool_ties_go_to_first_max():
+    x = np.zeros((1, 1, 4, 4))
+    y = np.empty((1, 1, 2, 2))
+    arg = np.empty((1, 1, 2, 2), dtype=np.int32)
+    maxpool2d_forward(x, 2, 2, 2, 2, y, arg)
+    np.testing.assert_array_equal(arg.ravel(), [0, 2, 8, 10])  # the top-left of each window
+    dx = maxpool2d_backward(np.ones((1, 1, 2, 2)), arg, np.empty_like(x))
+    want = np.zeros((4, 4))
+    want[::2, ::2] = 1
+    np.testing.assert_array_equal(dx[0, 0], want)
+
+
+def test_maxpool_propagates_nan():
+    x = np.array([[[[1.0, np.nan], [3.0, 2.0]]]])
+    y = np.empty((1, 1, 1, 1))
+    arg = np.empty((1, 1, 1, 1), dtype=np.int32)
+    maxpool2d_forward(x, 2, 2, 2, 2, y, arg)
+    assert np.isnan(y[0, 0, 0, 0]) and arg[0, 0, 0, 0] == 1
+
+
+@FEW
+@given(pool_case())
+def test_avgpool_matches_naive(case):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal(case["shape"])
+    (kh, kw), (sh, sw) = case["k"], case["s"]
+    y_ref = R.avgpool2d_forward_naive(x, case["k"], case["s"])
+    y = avgpool2d_forward(x, kh, kw, sh, sw, np.empty(y_ref.shape))
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-14)
+    dy = rng.standard_normal(y.shape)
+    dx = avgpool2d_backward(dy, kh, kw, sh, sw, np.full(x.shape, np.nan))
+    np.testing.assert_allclose(dx, R.avgpool2d_backward_naive(x.shape, dy, case["k"], case["s"]),
+                               rtol=1e-12, atol=1e-14)
+
+
+# -- batch norm -----------------------------------------------------------------------------
+@FEW
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5), st.integers(0, 2**31))
+def test_batchnorm_train_matches_naive(N, C, H, W, seed):
+    if N * H * W < 2:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, W)) * 3 + rng.standard_normal((1, C, 1, 1))
+    bn = BatchNorm2d(C, dtype=np.float64)
+    bn.params["weight"][:] = rng.standard_normal(C)
+    bn.params["bias"][:] = rng.standard_normal(C)
+    y = bn.forward(x)
+    y_ref, mean, var = R.batchnorm2d_forward_naive(x, bn.params["weight"], bn.params["bias"], bn.eps)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-9, atol=1e-9)
+    m, v = channel_mean_var(x)
+    np.testing.assert_allclose(m, mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(v, var, rtol=1e-10, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx = bn.backward(dy)
+    dx_ref, dg_ref, db_ref = R.batchnorm2d_backward_naive(x, bn.params["weight"], dy, bn.eps)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(bn.grads["weight"], dg_ref, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(bn.grads["bias"], db_ref, rtol=1e-9, atol=1e-10)
+
+
+def test_channel_stats_accurate_with_large_mean(rng):
+    """The shifted one-pass variance does not cancel catastrophically (|mean| >> std)."""
+    x = (1e4 + rng.standard_normal((8, 2, 6, 6)).astype(np.float32)).astype(np.float32)
+    mean, var = channel_mean_var(x)
+    xd = x.astype(np.float64)
+    np.testing.assert_allclose(mean, xd.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(var, xd.var(axis=(0, 2, 3)), rtol=1e-6)
+
+
+# -- relu --------------------------------------------------------------------------------------
+def test_relu_kernels(rng):
+    x = rng.standard_normal(50000)  # several parallel chunks
+    x[:3] = [0.0, -0.0, np.nan]
+    y = relu_forward(x, np.empty_like(x))
+    np.testing.assert_array_equal(y[3:], np.maximum(x[3:], 0))
+    assert y[0] == 0 and y[1] == 0 and np.isnan(y[2])
+    dy = rng.standard_normal(x.shape)
+    dx = relu_backward(y, dy, np.empty_like(x))
+    np.testing.assert_array_equal(dx[3:], np.where(x[3:] > 0, dy[3:], 0))
+    assert dx[0] == 0 and dx[2] == 0
