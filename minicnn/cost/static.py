@@ -156,6 +156,8 @@ def human(n: float, unit: str = "") -> str:
 
 def human_energy(pj: float) -> str:
     """Picojoules -> the most readable of pJ, nJ, µJ, mJ, J."""
+    if pj == 0:
+        return "0"
     for factor, unit in ((1e12, "J"), (1e9, "mJ"), (1e6, "µJ"), (1e3, "nJ")):
         if abs(pj) >= factor:
             return f"{pj / factor:.2f} {unit}"
@@ -174,8 +176,8 @@ def format_cost_table(model, batch_size: int = 128, input_shape=(3, 32, 32), mom
     """The per-layer cost table of one dense fp32 training step (what ``minicnn cost`` prints).
 
     Columns: layer, type, output shape, params, forward MACs, training MACs
-    (forward + backward_input + backward_weight), bytes (forward, training
-    step), energy of the training step. Training = forward + backward_input
+    (forward + backward_input + backward_weight), elementwise ops of the
+    training step, bytes (forward, training step), energy of the training step. Training = forward + backward_input
     + backward_weight + update. Then totals (human and exact), the
     arithmetic/memory split of the energy, and the per-image figures.
     """
@@ -183,18 +185,20 @@ def format_cost_table(model, batch_size: int = 128, input_shape=(3, 32, 32), mom
     check_rules(model)
     sites = shape_walk(model, batch_size, input_shape)
     costs = {s.name: site_cost(s, energy, momentum, weight_decay) for s in sites}
-    head = ("layer", "type", "output", "params", "fwd MACs", "train MACs", "fwd bytes", "train bytes", "train energy")
+    head = ("layer", "type", "output", "params", "fwd MACs", "train MACs", "train ops", "fwd bytes", "train bytes",
+            "train energy")
     rows = []
     for s in sites:
         per = costs[s.name]
         tr = _train(per)
         nparams = 0 if s.layer.is_container else s.layer.num_params()
         rows.append((s.name, s.type, "x".join(str(d) for d in s.out_shape[1:]), human(nparams) if nparams else "-",
-                     human(per["forward"].macs), human(tr.macs), human(per["forward"].bytes, "B"),
+                     human(per["forward"].macs), human(tr.macs), human(tr.ops), human(per["forward"].bytes, "B"),
                      human(tr.bytes, "B"), human_energy(tr.energy_pj)))
     tot = total(costs)
     n_params = model.num_params()
     rows.append(("total", "", "", human(n_params), human(tot["forward"].macs), human(tot["total"].macs),
+                 human(tot["total"].ops),
                  human(tot["forward"].bytes, "B"), human(tot["total"].bytes, "B"), human_energy(tot["total"].energy_pj)))
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     left = {0, 1, 2}
