@@ -408,13 +408,16 @@ def test_json_roundtrip_and_layer_sums(tmp_path):
     led.save(str(tmp_path / "cost.json"))
     data = json.loads((tmp_path / "cost.json").read_text())
     assert data["schema"] == "minicnn.cost/1"
-    names = [lay["name"] for lay in data["layers"]]
+    names = data["order"]
     assert names == ["conv", "blk.conv1", "blk.bn1", "blk.relu1", "blk.conv2", "blk.bn2", "blk", "blk.relu_out",
                      "gap", "fc"]
-    assert data["layers"][names.index("blk")]["type"] == "add"
+    assert list(data["layers"]) == names and list(data["dense_layers"]) == names
+    assert data["types"]["blk"] == "add" and data["types"]["fc"] == "Linear"
+    assert data["params"]["conv"] == 4 * 3 * 9 + 4 and data["params"]["blk"] == 0
     for phase in ("forward", "backward_input", "backward_weight", "update"):
         for key in ("macs", "ops", "bytes"):
-            assert sum(lay["actual"][phase][key] for lay in data["layers"]) == data["totals"][phase][key]
+            assert sum(lay[phase][key] for lay in data["layers"].values()) == data["totals"][phase][key]
+            assert data["layers"]["blk.conv2"][phase][key] == data["dense_layers"]["blk.conv2"][phase][key]
     assert data["totals"]["total"]["macs"] == data["summary"]["macs"]["total"] == data["summary"]["dense_macs"]
     json.dumps(led.summary())   # JSON-able
 

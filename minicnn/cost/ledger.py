@@ -63,12 +63,12 @@ cost.json schema (``to_json()`` / ``save(path)``), version "minicnn.cost/1"::
       "energy_table": {<EnergyTable entries>},
       "momentum": true, "weight_decay": false,
       "dense_steps": 391, "dense_images": 50000,
-      "layers": [                              # forward order
-        {"name": "conv1", "type": "Conv2d", "params": 432,
-         "actual": {<phase>: {"macs": int, "ops": int, "bytes": number, "energy_pj": float}, ...},
-         "dense":  {<phase>: {...}, ...}},      # dense eval = actual eval
-        {"name": "layer1.0", "type": "add", "params": 0, ...},   # a block's residual add
-        ...],
+      "order": ["conv1", "bn1", ..., "layer1.0", ...],   # sites in forward order
+      "types": {"conv1": "Conv2d", "layer1.0": "add", ...},  # "add" = a block's residual add
+      "params": {"conv1": 432, "layer1.0": 0, ...},
+      "layers": {"conv1": {<phase>: {"macs": int, "ops": int, "bytes": number,
+                                     "energy_pj": float}, ...}, ...},   # actual counts
+      "dense_layers": {"conv1": {<phase>: {...}}, ...},  # the dense count; its eval = actual eval
       "totals": {<phase>: {...}, "total": {...}},
       "dense_totals": {<phase>: {...}, "total": {...}},
       "summary": {<summary(), below>}
@@ -286,14 +286,7 @@ class Ledger(Hook):
     def to_json(self) -> dict:
         """The per-layer record saved as cost.json (schema in the module docstring)."""
         act, den = self.per_layer(), self.per_layer(dense=True)
-        layers_by_name = {s.name: s for s in ordered_sites(self.model)}
-        layers = []
-        for n in act:
-            lay = layers_by_name.get(n)
-            nparams = 0 if lay is None or lay.is_container else lay.num_params()
-            layers.append({"name": n, "type": self._type_of(n, lay), "params": int(nparams),
-                           "actual": {p: c.to_dict() for p, c in act[n].items()},
-                           "dense": {p: c.to_dict() for p, c in den[n].items()}})
+        sites = {s.name: s for s in ordered_sites(self.model)}
         return {
             "schema": SCHEMA,
             "model": getattr(self.model, "arch", type(self.model).__name__),
@@ -306,7 +299,11 @@ class Ledger(Hook):
             "weight_decay": self.weight_decay,
             "dense_steps": self.dense_steps,
             "dense_images": self.dense_images,
-            "layers": layers,
+            "order": list(act),
+            "types": {n: self._type_of(n, sites.get(n)) for n in act},
+            "params": {n: 0 if n not in sites or sites[n].is_container else int(sites[n].num_params()) for n in act},
+            "layers": {n: {p: c.to_dict() for p, c in per.items()} for n, per in act.items()},
+            "dense_layers": {n: {p: c.to_dict() for p, c in per.items()} for n, per in den.items()},
             "totals": {p: c.to_dict() for p, c in self.totals().items()},
             "dense_totals": {p: c.to_dict() for p, c in self.dense_totals().items()},
             "summary": self.summary(),
