@@ -60,7 +60,7 @@ def test_whole_model_forward_backward(name, per_image):
     model.set_hooks(HookList([led]))
     rng = np.random.default_rng(0)
     n_images = 0
-    for n in (3, 2):                      # the last batch smaller
+    for n in (2, 1):                      # the last batch smaller
         x = rng.normal(size=(n, 3, 32, 32)).astype(np.float32)
         led.add_dense_step(n)
         train_step(model, led, x, rng.integers(0, 10, n))
