@@ -136,7 +136,7 @@ def cmd_train(a):
     out = a.out or os.path.join("runs", f"{model_name}-{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if os.path.isdir(out) and os.path.exists(os.path.join(out, "summary.json")):
         raise UserError(f"run directory {out} already holds a finished run; choose another --out")
-    ledger = Ledger(model, momentum=a.momentum > 0)
+    ledger = Ledger(model, momentum=a.momentum > 0, weight_decay=a.weight_decay > 0)
     stats = None
     if a.stats:
         from .stats import StatsRecorder

@@ -88,9 +88,8 @@ class HookList:
     """
 
     def __init__(self, hooks=()):
-        self._hooks: list = []
-        for h in hooks:
-            self.add(h)
+        self._hooks: list = list(hooks)
+        self._resolve()
 
     def add(self, hook) -> None:
         self._hooks.append(hook)

@@ -41,14 +41,14 @@ class BasicBlock(Container):
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False, dtype=dtype, rng=rng)
         self.bn1 = BatchNorm2d(out_channels, dtype=dtype)
-        self.relu1 = ReLU()
+        self.relu1 = ReLU(dtype=dtype)
         self.conv2 = Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=False, dtype=dtype, rng=rng)
         self.bn2 = BatchNorm2d(out_channels, dtype=dtype)
         self.projection = stride != 1 or in_channels != out_channels
         if self.projection:
             self.shortcut_conv = Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, dtype=dtype, rng=rng)
             self.shortcut_bn = BatchNorm2d(out_channels, dtype=dtype)
-        self.relu_out = ReLU()
+        self.relu_out = ReLU(dtype=dtype)
         self._name_children()
 
     # the residual branch and the shortcut branch, each a chain of layers

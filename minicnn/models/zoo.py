@@ -50,14 +50,14 @@ class Model(Sequential):
 def _conv_bn_relu(i, cin, cout, dtype, rng):
     return [(f"conv{i}", Conv2d(cin, cout, 3, padding=1, bias=False, dtype=dtype, rng=rng)),
             (f"bn{i}", BatchNorm2d(cout, dtype=dtype)),
-            (f"relu{i}", ReLU())]
+            (f"relu{i}", ReLU(dtype=dtype))]
 
 
 def convnet_small(num_classes, dtype, rng):
     layers = (_conv_bn_relu(1, 3, 32, dtype, rng) + _conv_bn_relu(2, 32, 32, dtype, rng)
-              + [("pool1", MaxPool2d(2))]
+              + [("pool1", MaxPool2d(2, dtype=dtype))]
               + _conv_bn_relu(3, 32, 64, dtype, rng) + _conv_bn_relu(4, 64, 64, dtype, rng)
-              + [("pool2", MaxPool2d(2)), ("flatten", Flatten()),
+              + [("pool2", MaxPool2d(2, dtype=dtype)), ("flatten", Flatten(dtype=dtype)),
                  ("fc", Linear(64 * 8 * 8, num_classes, dtype=dtype, rng=rng))])
     return layers
 
@@ -72,7 +72,7 @@ def resnet_cifar(n, num_classes, dtype, rng):
             blocks.append((str(b), BasicBlock(cin, cout, stride=stride, dtype=dtype, rng=rng)))
             cin = cout
         layers.append((f"layer{stage}", Sequential(*blocks, dtype=dtype)))
-    layers += [("pool", GlobalAvgPool2d()), ("fc", Linear(64, num_classes, dtype=dtype, rng=rng))]
+    layers += [("pool", GlobalAvgPool2d(dtype=dtype)), ("fc", Linear(64, num_classes, dtype=dtype, rng=rng))]
     return layers
 
 
@@ -83,11 +83,11 @@ def alexnet_cifar(num_classes, dtype, rng, width=1.0):
     layers = []
     for i, (cin, cout, k, s, p) in enumerate(spec, start=1):
         layers += [(f"conv{i}", Conv2d(cin, cout, k, stride=s, padding=p, dtype=dtype, rng=rng)),
-                   (f"relu{i}", ReLU())]
+                   (f"relu{i}", ReLU(dtype=dtype))]
         if i in (1, 2, 5):
-            layers.append((f"pool{i}", MaxPool2d(2)))
+            layers.append((f"pool{i}", MaxPool2d(2, dtype=dtype)))
     # 32 -> conv1 s4 -> 8 -> pool -> 4 -> pool -> 2 -> pool -> 1
-    layers += [("flatten", Flatten()), ("fc", Linear(c[4], num_classes, dtype=dtype, rng=rng))]
+    layers += [("flatten", Flatten(dtype=dtype)), ("fc", Linear(c[4], num_classes, dtype=dtype, rng=rng))]
     return layers
 
 
@@ -99,13 +99,13 @@ def vgg11_cifar(num_classes, dtype, rng, width=1.0):
     for v in VGG11:
         if v == "M":
             p += 1
-            layers.append((f"pool{p}", MaxPool2d(2)))
+            layers.append((f"pool{p}", MaxPool2d(2, dtype=dtype)))
         else:
             i += 1
             cout = max(1, int(round(v * width)))
-            layers += [(f"conv{i}", Conv2d(cin, cout, 3, padding=1, dtype=dtype, rng=rng)), (f"relu{i}", ReLU())]
+            layers += [(f"conv{i}", Conv2d(cin, cout, 3, padding=1, dtype=dtype, rng=rng)), (f"relu{i}", ReLU(dtype=dtype))]
             cin = cout
-    layers += [("flatten", Flatten()), ("fc", Linear(cin, num_classes, dtype=dtype, rng=rng))]
+    layers += [("flatten", Flatten(dtype=dtype)), ("fc", Linear(cin, num_classes, dtype=dtype, rng=rng))]
     return layers
 
 
