@@ -37,7 +37,7 @@ def warmup(dtypes=(np.float32,)) -> None:
         v = np.ones(2, dtype=dt)
         channel_affine(x, v, v, np.empty_like(x))
         channel_grad_sums(x, x, mean)
-        channel_affine2(x, x, v, v, v, np.empty_like(x))
+        channel_affine2(x, x, v, v, v, v, np.empty_like(x))
         relu_backward(x.ravel(), x.ravel(), relu_forward(x.ravel(), np.empty(x.size, dtype=dt)))
         y = np.empty((2, 2, 2, 2), dtype=dt)
         arg = np.empty((2, 2, 2, 2), dtype=np.int32)

@@ -16,7 +16,7 @@ Backward reductions (per channel)::
     dgamma = sum_k dy_k * xhat_k  = inv_std * sum_k dy_k (x_k - mu)
 
 and the input gradient is an affine map of (dy, x) per channel, so one pass
-``dx = A*dy + B*x + C`` applies it (A, B, C computed by the layer, see
+``dx = A*dy + B*(x - mu) + C`` applies it (A, B, C computed by the layer, see
 ``minicnn.layers.batchnorm``). Reductions are parallel over channels, the
 elementwise passes over the N*C planes. First call per dtype compiles.
 """
@@ -91,18 +91,22 @@ def channel_grad_sums(dy, x, mean):
 
 
 @njit(parallel=True, cache=True)
-def channel_affine2(dy, x, a, b, c0, dx):
-    """dx[n,c] = a[c]*dy[n,c] + b[c]*x[n,c] + c0[c] (BN's input gradient, folded)."""
+def channel_affine2(dy, x, mean, a, b, c0, dx):
+    """dx[n,c] = a[c]*dy[n,c] + b[c]*(x[n,c] - mean[c]) + c0[c] (BN's input gradient, folded).
+
+    Centering x before scaling avoids the cancellation of ``b*x - b*mean`` when |mean| >> std.
+    """
     N, C, H, W = x.shape
     for p in prange(N * C):
         n, c = p // C, p % C
         ac = a[c]
         bc = b[c]
         cc = c0[c]
+        mc = mean[c]
         g = dy[n, c]
         v = x[n, c]
         d = dx[n, c]
         for h in range(H):
             for w in range(W):
-                d[h, w] = ac * g[h, w] + bc * v[h, w] + cc
+                d[h, w] = ac * g[h, w] + bc * (v[h, w] - mc) + cc
     return dx

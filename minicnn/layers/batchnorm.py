@@ -17,8 +17,8 @@ Backward (training mode), the compact form of the chain rule through mu and var:
     dgamma = sum(dy * xhat)
     dx     = (gamma * inv_std / n) * (n*dy - dbeta - xhat * dgamma)
 
-which the kernel applies in one pass as ``dx = A*dy + B*x + C`` per channel, with
-``A = gamma*inv_std``, ``B = -A*inv_std*dgamma/n``, ``C = -A*dbeta/n - B*mu``.
+which the kernel applies in one pass as ``dx = A*dy + B*(x - mu) + C`` per channel,
+with ``A = gamma*inv_std``, ``B = -A*inv_std*dgamma/n``, ``C = -A*dbeta/n``.
 In eval mode mu and var are constants: ``dx = gamma*inv_std*dy`` and dgamma,
 dbeta are as above with the running statistics in xhat.
 
@@ -104,8 +104,9 @@ class BatchNorm2d(Layer):
             dt = self.dtype
             if trained:
                 b = -a * inv_std * dgamma / n
-                c = -a * dbeta / n - b * mean
-                dx = channel_affine2(dy, x, a.astype(dt), b.astype(dt), c.astype(dt), np.empty_like(x))
+                c = -a * dbeta / n
+                dx = channel_affine2(dy, x, mean.astype(dt), a.astype(dt), b.astype(dt), c.astype(dt),
+                                     np.empty_like(x))
             else:  # eval: mu, var are constants, dx = gamma * inv_std * dy
                 dx = channel_affine(dy, a.astype(dt), np.zeros(C, dtype=dt), np.empty_like(x))
         self.cache = None

@@ -1,0 +1,135 @@
+"""Per-layer forward/backward timings at the shapes of convnet-small and resnet20.
+
+    python benchmarks/bench_layers.py [--batch 128] [--repeat 5] [--only conv] [--model]
+
+Prints, for every layer shape, the median forward and backward time (ms) and,
+for convolutions, the GFLOP/s reached (forward 2*N*C_out*K*L flops with
+K = C_in*kh*kw, L = H_out*W_out; backward twice that: dW and dx). Backward
+is timed with every gradient on (dW, db, dx). ``--model`` also times a whole
+forward+backward of convnet-small and resnet20 (needs minicnn.models).
+Kernels are compiled (or loaded from the numba cache) before timing.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from minicnn.kernels import warmup
+from minicnn.layers.activation import ReLU
+from minicnn.layers.batchnorm import BatchNorm2d
+from minicnn.layers.conv import Conv2d
+from minicnn.layers.linear import Flatten, Linear
+from minicnn.layers.pooling import GlobalAvgPool2d, MaxPool2d
+
+
+def layer_cases():
+    """(label, layer factory, input shape without batch)."""
+    c = []
+    # convnet-small
+    for cin, cout, hw in [(3, 32, 32), (32, 32, 32), (32, 64, 16), (64, 64, 16)]:
+        c.append((f"conv3x3 {cin:>2}->{cout:<2} {hw}x{hw}", lambda cin=cin, cout=cout: Conv2d(cin, cout, 3, padding=1, bias=False), (cin, hw, hw)))
+    # resnet20
+    for cin, cout, hw, s in [(3, 16, 32, 1), (16, 16, 32, 1), (16, 32, 32, 2), (32, 32, 16, 1), (32, 64, 16, 2), (64, 64, 8, 1)]:
+        c.append((f"conv3x3 {cin:>2}->{cout:<2} {hw}x{hw} s{s}", lambda cin=cin, cout=cout, s=s: Conv2d(cin, cout, 3, stride=s, padding=1, bias=False), (cin, hw, hw)))
+    for cin, cout, hw in [(16, 32, 32), (32, 64, 16)]:
+        c.append((f"conv1x1 {cin:>2}->{cout:<2} {hw}x{hw} s2", lambda cin=cin, cout=cout: Conv2d(cin, cout, 1, stride=2, bias=False), (cin, hw, hw)))
+    for ch, hw in [(32, 32), (64, 16), (16, 32), (32, 16), (64, 8)]:
+        c.append((f"bn {ch}ch {hw}x{hw}", lambda ch=ch: BatchNorm2d(ch), (ch, hw, hw)))
+    for ch, hw in [(32, 32), (16, 32)]:
+        c.append((f"relu {ch}ch {hw}x{hw}", ReLU, (ch, hw, hw)))
+    for ch, hw in [(32, 32), (64, 16)]:
+        c.append((f"maxpool2 {ch}ch {hw}x{hw}", lambda: MaxPool2d(2), (ch, hw, hw)))
+    c.append(("gap 64ch 8x8", GlobalAvgPool2d, (64, 8, 8)))
+    c.append(("flatten 64x8x8", Flatten, (64, 8, 8)))
+    c.append(("linear 4096->10", lambda: Linear(4096, 10), (4096,)))
+    return c
+
+
+def conv_flops(layer, shape):
+    N, C, H, W = shape
+    _, O, Ho, Wo = layer.output_shape(shape)
+    kh, kw = layer.kernel_size
+    return 2.0 * N * O * C * kh * kw * Ho * Wo
+
+
+def median_time(fn, repeat):
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def bench_layer(layer, shape, repeat, rng):
+    x = rng.standard_normal(shape, dtype=np.float32)
+    y = layer.forward(x)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    layer.backward(dy)  # warm: buffers allocated, kernels loaded
+    fwd, bwd = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        layer.forward(x)
+        t1 = time.perf_counter()
+        layer.backward(dy)
+        t2 = time.perf_counter()
+        fwd.append(t1 - t0)
+        bwd.append(t2 - t1)
+    return float(np.median(fwd)), float(np.median(bwd))
+
+
+def bench_model(name, batch, repeat, rng):
+    from minicnn.models import build
+    model = build(name)
+    x = rng.standard_normal((batch, 3, 32, 32), dtype=np.float32)
+    model.train()
+    y = model.forward(x)
+    dy = rng.standard_normal(y.shape, dtype=np.float32) / batch
+    model.backward(dy)
+    fwd, bwd = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        model.forward(x)
+        t1 = time.perf_counter()
+        model.backward(dy)
+        t2 = time.perf_counter()
+        fwd.append(t1 - t0)
+        bwd.append(t2 - t1)
+    f, b = float(np.median(fwd)), float(np.median(bwd))
+    print(f"{name:<16} fwd {f * 1e3:8.1f} ms  bwd {b * 1e3:8.1f} ms  fwd+bwd {batch / (f + b):7.1f} img/s")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", default="", help="run only cases whose label contains this text")
+    ap.add_argument("--model", action="store_true", help="also time whole models")
+    args = ap.parse_args(argv)
+    warmup()
+    rng = np.random.default_rng(0)
+    print(f"batch {args.batch}, float32, median of {args.repeat}")
+    print(f"{'layer':<28} {'fwd ms':>8} {'bwd ms':>8} {'fwd GF/s':>9} {'bwd GF/s':>9}")
+    tot_f = tot_b = 0.0
+    for label, make, shape in layer_cases():
+        if args.only not in label:
+            continue
+        layer = make()
+        full = (args.batch,) + shape
+        f, b = bench_layer(layer, full, args.repeat, rng)
+        tot_f, tot_b = tot_f + f, tot_b + b
+        extra = ""
+        if isinstance(layer, Conv2d):
+            fl = conv_flops(layer, full)
+            extra = f" {fl / f / 1e9:9.1f} {2 * fl / b / 1e9:9.1f}"
+        print(f"{label:<28} {f * 1e3:8.2f} {b * 1e3:8.2f}{extra}")
+    print(f"{'sum':<28} {tot_f * 1e3:8.2f} {tot_b * 1e3:8.2f}")
+    if args.model:
+        for name in ("convnet-small", "resnet20"):
+            bench_model(name, args.batch, args.repeat, rng)
+
+
+if __name__ == "__main__":
+    main()
