@@ -71,6 +71,13 @@ def find_cifar(path, kind: str, fmt: str | None = None) -> tuple[Path, str]:
     Returns ``(folder, format)`` with format 'python' or 'binary'. ``fmt`` (None
     = auto) restricts the search; the python format wins when both are present.
     """
+    try:
+        return _find_cifar(path, kind, fmt)
+    except OSError as e:  # unreadable directory and the like
+        raise DataError(f"cannot read {e.filename or path}: {e.strerror or e}") from None
+
+
+def _find_cifar(path, kind, fmt):
     if kind not in ('cifar10', 'cifar100'):
         raise DataError(f"unknown CIFAR kind {kind!r}: expected 'cifar10' or 'cifar100'")
     if fmt not in (None, 'auto', 'python', 'binary'):
