@@ -58,7 +58,7 @@ def _parser():
     t.add_argument("--data-dir", default=None, help="CIFAR directory (python or binary format)")
     t.add_argument("--epochs", type=_positive_int, default=None, help="default 2 on synthetic data, 4 otherwise")
     t.add_argument("--batch-size", type=_positive_int, default=128)
-    t.add_argument("--lr", type=_nonneg_float, default=0.05)
+    t.add_argument("--lr", type=_nonneg_float, default=0.01)
     t.add_argument("--momentum", type=_nonneg_float, default=0.9)
     t.add_argument("--weight-decay", type=_nonneg_float, default=5e-4)
     t.add_argument("--nesterov", action="store_true")
