@@ -657,3 +657,12 @@ def test_iterator_augmentation_is_seeded_and_label_preserving():
 def _set(it, epoch):
     it.set_epoch(epoch)
     return it
+
+
+def test_unofficially_named_folder(tmp_path):
+    ds = synthetic(20, 10, seed=2)
+    folder = save_cifar_python(ds, tmp_path)
+    mine = folder.rename(tmp_path / 'my-copy')
+    np.testing.assert_array_equal(load_cifar10(mine).train_x, ds.train_x)
+    with pytest.raises(DataError, match='holds CIFAR-10 data, not CIFAR-100'):
+        load_cifar100(mine)

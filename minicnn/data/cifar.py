@@ -96,16 +96,16 @@ def _find_cifar(path, kind, fmt):
     for f in fmts:
         if p.name == FOLDERS[(kind, f)]:
             return p, f
-    # a folder with another name that holds the files directly
-    if p.name not in FOLDERS.values() and not _looks_like_other(p, kind):
-        for f in fmts:
-            if _looks_like(p, kind, f):
-                return p, f
     # a parent holding the official folder
     for f in fmts:
         child = p / FOLDERS[(kind, f)]
         if child.is_dir():
             return child, f
+    # a folder with another name that holds the files directly
+    if p.name not in FOLDERS.values() and not _looks_like_other(p, kind):
+        for f in fmts:
+            if _looks_like(p, kind, f):
+                return p, f
     other = 'cifar100' if kind == 'cifar10' else 'cifar10'
     for f in ('python', 'binary'):
         if p.name == FOLDERS[(other, f)] or (p / FOLDERS[(other, f)]).is_dir() or _looks_like(p, other, f):
