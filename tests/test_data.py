@@ -440,6 +440,9 @@ def test_subset_is_balanced_seeded_and_order_preserving():
     assert not np.array_equal(s1.train_x, s3.train_x)
     with pytest.raises(DataError, match='class .* has only'):
         subset(ds, 190, 10)
+    whole = subset(ds, None, 50)                  # None or the split size: everything, unbalanced or not
+    np.testing.assert_array_equal(whole.train_x, ds.train_x)
+    np.testing.assert_array_equal(whole.test_y, ds.test_y)
 
 
 @needs_c100

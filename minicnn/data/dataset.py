@@ -174,8 +174,8 @@ def channel_stats(x_uint8: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, n
 def _balanced_indices(y: np.ndarray, n: int, num_classes: int, rng: np.random.Generator, split: str,
                       name: str) -> np.ndarray:
     """``n`` indices into ``y`` with n // K per class (the first n % K classes get one more)."""
-    if n is None:
-        return np.arange(len(y))
+    if n is None or (not isinstance(n, bool) and n == len(y)):
+        return np.arange(len(y))                      # the whole split, balanced or not
     if int(n) != n or n < 0:
         raise DataError(f"subset of {name!r}: {split} size must be a non-negative integer, got {n!r}")
     n = int(n)
@@ -195,7 +195,8 @@ def subset(ds: Dataset, n_train: int | None, n_test: int | None, seed: int = 0) 
     """A class-balanced, seeded subset: ``n_train // K`` training images per class
     (the first ``n_train % K`` classes get one more), likewise for test.
 
-    ``None`` keeps the whole split. Images keep their original relative order.
+    ``None`` (or the split's own size) keeps the whole split as it is.
+    Images keep their original relative order.
     The same seed always picks the same images. Raises DataError if a class is
     too small.
     """
