@@ -192,3 +192,15 @@ def test_relu_kernels(rng):
     dx = relu_backward(y, dy, np.empty_like(x))
     np.testing.assert_array_equal(dx[3:], np.where(x[3:] > 0, dy[3:], 0))
     assert dx[0] == 0 and dx[2] == 0
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 2, 7, 9)])
+def test_maxpool_2x2_fast_path_matches_naive(shape, rng):
+    """The unrolled 2x2 stride-2 path (odd sizes drop the last row/column), ties included."""
+    x = np.round(rng.standard_normal(shape)).astype(np.float32)
+    y_ref, arg_ref = R.maxpool2d_forward_naive(x, 2, 2)
+    y = np.empty(y_ref.shape, dtype=np.float32)
+    arg = np.empty(y_ref.shape, dtype=np.int32)
+    maxpool2d_forward(x, 2, 2, 2, 2, y, arg)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)

@@ -26,24 +26,29 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(parallel=True, cache=True)
+# float64 accumulators with reassociation allowed (fastmath 'reassoc'), so the
+# sums vectorize; the order of a float64 sum of float32 values hardly matters.
+_REDUCE = {"reassoc", "contract"}
+
+
+@njit(parallel=True, cache=True, fastmath=_REDUCE)
 def channel_mean_var(x):
     """Per-channel mean and biased variance of x (N,C,H,W), as float64 arrays (C,)."""
     N, C, H, W = x.shape
+    HW = H * W
     mean = np.empty(C, dtype=np.float64)
     var = np.empty(C, dtype=np.float64)
-    n = N * H * W
+    n = N * HW
     for c in prange(C):
         shift = np.float64(x[0, c, 0, 0])
         s = 0.0
         s2 = 0.0
         for b in range(N):
-            plane = x[b, c]
-            for h in range(H):
-                for w in range(W):
-                    d = np.float64(plane[h, w]) - shift
-                    s += d
-                    s2 += d * d
+            plane = x[b, c].reshape(HW)
+            for k in range(HW):
+                d = np.float64(plane[k]) - shift
+                s += d
+                s2 += d * d
         m = s / n
         mean[c] = shift + m
         v = s2 / n - m * m
@@ -67,10 +72,11 @@ def channel_affine(x, scale, shift, y):
     return y
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=_REDUCE)
 def channel_grad_sums(dy, x, mean):
     """Per channel: sum_k dy_k and sum_k dy_k * (x_k - mean[c]), float64 arrays (C,)."""
     N, C, H, W = x.shape
+    HW = H * W
     sdy = np.empty(C, dtype=np.float64)
     sdyx = np.empty(C, dtype=np.float64)
     for c in prange(C):
@@ -78,13 +84,12 @@ def channel_grad_sums(dy, x, mean):
         s = 0.0
         s2 = 0.0
         for b in range(N):
-            g = dy[b, c]
-            v = x[b, c]
-            for h in range(H):
-                for w in range(W):
-                    gv = np.float64(g[h, w])
-                    s += gv
-                    s2 += gv * (np.float64(v[h, w]) - m)
+            g = dy[b, c].reshape(HW)
+            v = x[b, c].reshape(HW)
+            for k in range(HW):
+                gv = np.float64(g[k])
+                s += gv
+                s2 += gv * (np.float64(v[k]) - m)
         sdy[c] = s
         sdyx[c] = s2
     return sdy, sdyx

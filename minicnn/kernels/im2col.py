@@ -65,34 +65,87 @@ def _valid_range(out_size, in_size, stride, pad, k):
     return lo, hi
 
 
+# Implementation note: numba emits a negative-index ("wraparound") check for an
+# index that may be negative, which stops LLVM from vectorizing a loop. Every
+# hot loop below therefore slices views first and then indexes them with a
+# plain ``range(count)`` variable (known >= 0): these loops compile to SIMD
+# copies, about 10x faster than indexing with computed offsets.
+
+@njit(cache=True, inline="always")
+def _fill0(a):
+    for p in range(a.shape[0]):
+        a[p] = 0
+
+
+@njit(cache=True, inline="always")
+def _copy(dst, src):
+    for p in range(dst.shape[0]):
+        dst[p] = src[p]
+
+
+@njit(cache=True, inline="always")
+def _copy_strided(dst, src, step):
+    for p in range(dst.shape[0]):
+        dst[p] = src[p * step]
+
+
+@njit(cache=True, inline="always")
+def _add_strided(dst, src, step):
+    """dst[p*step] += src[p]"""
+    for p in range(src.shape[0]):
+        dst[p * step] += src[p]
+
+
+@njit(cache=True, inline="always")
+def _add(dst, src):
+    for p in range(dst.shape[0]):
+        dst[p] += src[p]
+
+
+@njit(cache=True, inline="always")
+def _im2col_plane(src, kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, cols, r0):
+    """im2col of one image plane ``src`` (H*W, flat) into rows r0.. of ``cols`` (rows, L)."""
+    L = Ho * Wo
+    for i in range(kh):
+        ylo, yhi = _valid_range(Ho, H, sh, ph, i)
+        for j in range(kw):
+            xlo, xhi = _valid_range(Wo, W, sw, pw, j)
+            row = cols[r0 + i * kw + j]
+            _fill0(row[:ylo * Wo])          # h_in in the top padding
+            _fill0(row[yhi * Wo:])          # h_in in the bottom padding
+            if sh == 1 and sw == 1 and Wo == W:
+                # "same" width, stride 1: row[p] = src[p + off] for every valid p, one long copy
+                # (p = h_out*W + w_out, off = (i - ph)*W + (j - pw)); the entries whose w_in
+                # wrapped around into the neighbouring image row are zeroed just after.
+                off = (i - ph) * W + (j - pw)
+                lo = max(ylo * W, -off)
+                hi = min(yhi * W, H * W - off)
+                if hi > lo:
+                    _copy(row[lo:hi], src[lo + off:hi + off])
+                if xlo > 0 or xhi < Wo:
+                    for ho in range(ylo, yhi):
+                        _fill0(row[ho * W:ho * W + xlo])
+                        _fill0(row[ho * W + xhi:(ho + 1) * W])
+            else:
+                for ho in range(ylo, yhi):
+                    base = ho * Wo
+                    _fill0(row[base:base + xlo])
+                    _fill0(row[base + xhi:base + Wo])
+                    if xhi > xlo:
+                        # w_in = w_out*sw - pw + j for w_out in [xlo, xhi)
+                        s0 = (ho * sh - ph + i) * W + xlo * sw - pw + j
+                        _copy_strided(row[base + xlo:base + xhi], src[s0:], sw)
+
+
 @njit(parallel=True, cache=True)
 def im2col(x, kh, kw, sh, sw, ph, pw, cols):
     """Fill ``cols`` (N, C*kh*kw, H_out*W_out) from ``x`` (N, C, H, W); see module doc."""
     N, C, H, W = x.shape
     Ho = (H + 2 * ph - kh) // sh + 1
     Wo = (W + 2 * pw - kw) // sw + 1
-    for n in prange(N):
-        for c in range(C):
-            for i in range(kh):
-                ylo, yhi = _valid_range(Ho, H, sh, ph, i)
-                for j in range(kw):
-                    xlo, xhi = _valid_range(Wo, W, sw, pw, j)
-                    row = cols[n, (c * kh + i) * kw + j]
-                    # output rows whose h_in is in the top/bottom padding: zeros
-                    for p in range(0, ylo * Wo):
-                        row[p] = 0
-                    for p in range(yhi * Wo, Ho * Wo):
-                        row[p] = 0
-                    for ho in range(ylo, yhi):
-                        h_in = ho * sh - ph + i
-                        src = x[n, c, h_in]
-                        base = ho * Wo
-                        for wo in range(0, xlo):
-                            row[base + wo] = 0
-                        for wo in range(xlo, xhi):
-                            row[base + wo] = src[wo * sw - pw + j]
-                        for wo in range(xhi, Wo):
-                            row[base + wo] = 0
+    for t in prange(N * C):
+        n, c = t // C, t % C
+        _im2col_plane(x[n, c].reshape(H * W), kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, cols[n], c * kh * kw)
     return cols
 
 
@@ -102,23 +155,36 @@ def col2im(cols, kh, kw, sh, sw, ph, pw, dx):
 
     ``dx[n, c, h_in, w_in] = sum of cols[n, (c,i,j), (h_out,w_out)]`` over every
     (i, j, h_out, w_out) that im2col copied from that pixel.
+
+    ``cols`` is used as scratch: its entries that im2col would have read from
+    the zero padding may be set to 0 (they carry no gradient to any pixel).
     """
     N, C, H, W = dx.shape
     Ho = (H + 2 * ph - kh) // sh + 1
     Wo = (W + 2 * pw - kw) // sw + 1
-    for n in prange(N):
-        for c in range(C):
-            img = dx[n, c]
-            img[:, :] = 0
-            for i in range(kh):
-                ylo, yhi = _valid_range(Ho, H, sh, ph, i)
-                for j in range(kw):
-                    xlo, xhi = _valid_range(Wo, W, sw, pw, j)
-                    row = cols[n, (c * kh + i) * kw + j]
+    for t in prange(N * C):
+        n, c = t // C, t % C
+        img = dx[n, c].reshape(H * W)
+        _fill0(img)
+        for i in range(kh):
+            ylo, yhi = _valid_range(Ho, H, sh, ph, i)
+            for j in range(kw):
+                xlo, xhi = _valid_range(Wo, W, sw, pw, j)
+                row = cols[n, (c * kh + i) * kw + j]
+                if sh == 1 and sw == 1 and Wo == W:
+                    # the mirror of im2col's long copy: zero the wrapped entries, then one long add
+                    off = (i - ph) * W + (j - pw)
+                    if xlo > 0 or xhi < Wo:
+                        for ho in range(ylo, yhi):
+                            _fill0(row[ho * W:ho * W + xlo])
+                            _fill0(row[ho * W + xhi:(ho + 1) * W])
+                    lo = max(ylo * W, -off)
+                    hi = min(yhi * W, H * W - off)
+                    if hi > lo:
+                        _add(img[lo + off:hi + off], row[lo:hi])
+                elif xhi > xlo:
                     for ho in range(ylo, yhi):
-                        h_in = ho * sh - ph + i
-                        dst = img[h_in]
                         base = ho * Wo
-                        for wo in range(xlo, xhi):
-                            dst[wo * sw - pw + j] += row[base + wo]
+                        s0 = (ho * sh - ph + i) * W + xlo * sw - pw + j
+                        _add_strided(img[s0:], row[base + xlo:base + xhi], sw)
     return dx
