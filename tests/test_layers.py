@@ -312,3 +312,17 @@ def test_conv_workspace_reuse_across_batch_sizes(rng):
         np.testing.assert_allclose(y, conv2d_forward_naive(x, conv.params["weight"], conv.params["bias"], 2, 1),
                                    rtol=1e-12, atol=1e-12)
         assert check_layer_gradients(conv, x, rng)["x"] < TOL
+
+
+def test_conv_eval_mode_chunks_and_still_has_gradients(rng, monkeypatch):
+    """Eval forward runs in chunks (here of 2 samples) caching only x; backward recomputes."""
+    import minicnn.layers.conv as conv_mod
+    from minicnn.kernels.reference import conv2d_forward_naive
+    monkeypatch.setattr(conv_mod, "EVAL_CHUNK", 2)
+    conv = Conv2d(2, 3, (3, 2), stride=(1, 2), padding=1, dtype=F64, rng=rng).eval()
+    x = rng.standard_normal((5, 2, 6, 7))
+    np.testing.assert_allclose(conv.forward(x), conv2d_forward_naive(x, conv.params["weight"], conv.params["bias"],
+                                                                     (1, 2), 1), rtol=1e-12, atol=1e-12)
+    assert conv.cache[0] == "x" and conv._workspace is None  # no persistent columns in eval
+    errors = check_layer_gradients(conv, x, rng)
+    assert max(errors.values()) < TOL, errors

@@ -19,8 +19,13 @@ values per layer, 9x the input for a 3x3 stride-1 conv (ResNet-20 at batch
 128 in float32 holds about 0.8 GB of columns at the end of forward).
 To bound that, backward reuses the column buffer in place for ``dcols``,
 and the next forward reuses it again (one ``N*K*L`` workspace per layer,
-allocated once: fresh large arrays cost page faults every step). A 1x1
-stride-1 unpadded conv needs no im2col at all: ``cols`` is a view of x.
+allocated once and kept: fresh large arrays cost page faults every step;
+``release_workspace()`` frees it). A 1x1 stride-1 unpadded conv needs no
+im2col at all: ``cols`` is a view of x.
+
+In eval mode (``layer.eval()``), where batches may be large and backward is
+rare, forward runs ``EVAL_CHUNK`` samples at a time through a temporary
+buffer and caches x only; a backward in eval mode recomputes the columns.
 
 The GEMMs run on NumPy's BLAS (``np.matmul``) in the layer dtype.
 """
@@ -33,6 +38,10 @@ import numpy as np
 from ..kernels.im2col import col2im, conv_output_size, im2col
 from ._leaf import as_grad, as_input, check_shape, need_cache, pair, positive_int, uniform_init
 from .base import Layer, ShapeError
+
+
+#: samples per im2col chunk in eval mode (bounds the temporary column buffer)
+EVAL_CHUNK = 64
 
 
 class Conv2d(Layer):
@@ -82,38 +91,54 @@ class Conv2d(Layer):
         return (N, self.out_channels, Ho, Wo)
 
     # -- forward / backward -----------------------------------------------------
-    def _columns(self, x: np.ndarray, L: int) -> tuple[np.ndarray, bool]:
-        """cols (N, K, L) for x; returns (cols, owned) where owned=False means a view of x."""
-        N, C, H, W = x.shape
-        if self._is_pointwise():
-            return x.reshape(N, C, H * W), False
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        shape = (N, C * kh * kw, L)
-        size = N * C * kh * kw * L
+    def _workspace_cols(self, shape) -> np.ndarray:
+        """A (N, K, L) view of this layer's persistent column buffer (grown when needed)."""
+        size = shape[0] * shape[1] * shape[2]
         buf = self._workspace  # flat, so a smaller batch reuses it too
         if buf is None or buf.size < size or buf.dtype != self.dtype:
             buf = self._workspace = np.empty(size, dtype=self.dtype)
-        cols = buf[:size].reshape(shape)
-        im2col(x, kh, kw, sh, sw, ph, pw, cols)
-        return cols, True
+        return buf[:size].reshape(shape)
 
     def forward(self, x):
         x = as_input(self, x)
         out_shape = self.output_shape(x.shape)
         N, O, Ho, Wo = out_shape
-        cols, owned = self._columns(x, Ho * Wo)
-        w2 = self.params["weight"].reshape(O, -1)
-        y = np.matmul(w2, cols)  # (N, O, L): NCHW
+        C, L = x.shape[1], Ho * Wo
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        K = C * kh * kw
+        w2 = self.params["weight"].reshape(O, K)
+        if self._is_pointwise():          # 1x1, stride 1, no padding: the columns are x
+            cols = x.reshape(N, C, L)
+            y = np.matmul(w2, cols)       # (N, O, L): NCHW
+            self.cache = ("cols", cols, False, x.shape, out_shape)
+        elif self.training:               # keep the columns for backward
+            cols = im2col(x, kh, kw, sh, sw, ph, pw, self._workspace_cols((N, K, L)))
+            y = np.matmul(w2, cols)
+            self.cache = ("cols", cols, True, x.shape, out_shape)
+        else:
+            # eval: a few samples at a time through a temporary buffer (evaluation batches
+            # may be large), keeping only x; a backward in eval mode recomputes the columns
+            y = np.empty((N, O, L), dtype=self.dtype)
+            b = min(N, EVAL_CHUNK)
+            tmp = np.empty((b, K, L), dtype=self.dtype)
+            for s in range(0, N, b):
+                e = min(N, s + b)
+                im2col(x[s:e], kh, kw, sh, sw, ph, pw, tmp[:e - s])
+                np.matmul(w2, tmp[:e - s], out=y[s:e])
+            self.cache = ("x", x, True, x.shape, out_shape)
         if "bias" in self.params:
             y += self.params["bias"][:, None]
-        self.cache = (cols, owned, x.shape, out_shape)
         return y.reshape(out_shape)
 
     def backward(self, dy):
-        cols, owned, x_shape, out_shape = need_cache(self)
+        kind, cols, owned, x_shape, out_shape = need_cache(self)
         dy = as_grad(self, dy, out_shape)
         N, O, Ho, Wo = out_shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         dy3 = dy.reshape(N, O, Ho * Wo)
+        if kind == "x" and (self.wants_grad("weight") or self.needs_input_grad):
+            cols = im2col(cols, kh, kw, sh, sw, ph, pw,
+                          np.empty((N, x_shape[1] * kh * kw, Ho * Wo), dtype=self.dtype))
         if self.wants_grad("bias"):
             self.grads["bias"] = dy3.sum(axis=2).sum(axis=0)
         if self.wants_grad("weight"):
@@ -127,7 +152,6 @@ class Conv2d(Layer):
                 dx = np.matmul(w2.T, dy3).reshape(x_shape)
             else:
                 dcols = np.matmul(w2.T, dy3, out=cols)  # cols are no longer needed: reuse the buffer
-                (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
                 dx = col2im(dcols, kh, kw, sh, sw, ph, pw, np.empty(x_shape, dtype=self.dtype))
         self.cache = None
         return dx
