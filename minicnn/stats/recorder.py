@@ -116,8 +116,10 @@ import os
 import numpy as np
 
 from ..hooks import Hook
+from ._kernels import shifted_sums, signed_hist
 
 STATS_FILE = "stats.jsonl"
+_NO_INDEX = np.zeros(0, dtype=np.int64)
 FORMAT_VERSION = 1
 
 
@@ -133,16 +135,19 @@ def _num(v):
 
 
 def moments(t: np.ndarray) -> dict:
-    """mean, std, mean_abs, density of a tensor (float64 accumulation)."""
-    a = t.reshape(-1)
+    """numel, mean, std, mean_abs, density of a tensor (one pass, float64 accumulators).
+
+    See ``minicnn.stats._kernels`` for the shifted one-pass formulas.
+    """
+    a = np.ascontiguousarray(t).reshape(-1)
     n = a.size
     if n == 0:
         return {"numel": 0, "mean": None, "std": None, "mean_abs": None, "density": None}
-    mean = a.mean(dtype=np.float64)
-    std = a.std(dtype=np.float64)
-    mean_abs = np.abs(a).mean(dtype=np.float64)
-    return {"numel": int(n), "mean": _num(mean), "std": _num(std), "mean_abs": _num(mean_abs),
-            "density": np.count_nonzero(a) / n}
+    k, s1, s2, sa, nz = shifted_sums(a)
+    m1 = s1 / n
+    var = max(s2 / n - m1 * m1, 0.0) if math.isfinite(s2) else math.nan
+    return {"numel": int(n), "mean": _num(k + m1), "std": _num(math.sqrt(var)), "mean_abs": _num(sa / n),
+            "density": int(nz) / n}
 
 
 def signed_log_hist(t: np.ndarray, edges: np.ndarray, max_hist: int | None = None,
@@ -152,23 +157,17 @@ def signed_log_hist(t: np.ndarray, edges: np.ndarray, max_hist: int | None = Non
     Returns {"n_hist", "hist_pos", "hist_neg", "zeros", "nan"}; the counts add
     up to ``n_hist`` (the tensor size, or ``max_hist`` if it was subsampled).
     """
-    a = t.reshape(-1)
+    a = np.ascontiguousarray(t).reshape(-1)
+    edges = np.asarray(edges, dtype=np.float64)
     if max_hist is not None and a.size > max_hist:
         rng = rng if rng is not None else np.random.default_rng(0)
-        a = a[rng.integers(0, a.size, size=max_hist)]
+        idx = rng.integers(0, a.size, size=max_hist)
+    else:
+        idx = _NO_INDEX
+    counts, zeros, nan = signed_hist(a, idx, edges)
     k = len(edges) - 1
-    pos, neg = a > 0, a < 0
-    zeros = int(np.count_nonzero(a == 0))
-    n_pos, n_neg = int(np.count_nonzero(pos)), int(np.count_nonzero(neg))
-    nz = pos | neg
-    mag = np.abs(a[nz])
-    idx = np.searchsorted(edges, mag, side="right") - 1
-    np.clip(idx, 0, k - 1, out=idx)
-    # one bincount: negatives shifted by k
-    idx += k * neg[nz]
-    counts = np.bincount(idx, minlength=2 * k)
-    return {"n_hist": int(a.size), "hist_pos": counts[:k].tolist(), "hist_neg": counts[k:].tolist(),
-            "zeros": zeros, "nan": int(a.size) - n_pos - n_neg - zeros}
+    return {"n_hist": int(idx.size or a.size), "hist_pos": counts[:k].tolist(), "hist_neg": counts[k:].tolist(),
+            "zeros": int(zeros), "nan": int(nan)}
 
 
 def value_hist(w: np.ndarray, bins: int) -> dict:
