@@ -177,8 +177,9 @@ def test_conv_skips_the_work_it_is_not_asked_for(rng, monkeypatch):
     """requires_grad False skips the dW GEMM; needs_input_grad False skips the dx GEMM and col2im."""
     import minicnn.layers.conv as conv_mod
     calls = []
-    real_matmul = np.matmul
-    monkeypatch.setattr(conv_mod.np, "matmul", lambda *a, **k: calls.append(1) or real_matmul(*a, **k))
+    for name in ("matmul_batched", "matmul_batched_sum_bt"):
+        real = getattr(conv_mod, name)
+        monkeypatch.setattr(conv_mod, name, lambda *a, _real=real: calls.append(1) or _real(*a))
     real_col2im = conv_mod.col2im
     monkeypatch.setattr(conv_mod, "col2im", lambda *a: calls.append("col2im") or real_col2im(*a))
     conv = Conv2d(2, 3, 3, padding=1, rng=rng)

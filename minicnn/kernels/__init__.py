@@ -4,6 +4,7 @@
 * :mod:`.batchnorm`   per-channel statistics and folded affine passes (numba)
 * :mod:`.pooling`     max / average pooling forward and backward (numba)
 * :mod:`.elementwise` ReLU forward and backward (numba)
+* :mod:`.gemm`        batched GEMMs split over threads (BLAS itself single-threaded)
 * :mod:`.reference`   plain-loop definitions of all of the above, for tests and lessons
 
 All numba kernels are compiled with ``cache=True``: the *first* call of each
@@ -27,13 +28,17 @@ import numpy as np  # noqa: E402
 
 from .batchnorm import channel_affine, channel_affine2, channel_grad_sums, channel_mean_var  # noqa: E402
 from .elementwise import relu_backward, relu_forward  # noqa: E402
+from .gemm import configure_threads, matmul_batched, matmul_batched_sum_bt, thread_info  # noqa: E402
 from .im2col import col2im, conv_output_size, im2col  # noqa: E402
 from .pooling import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward  # noqa: E402
 
 __all__ = ["im2col", "col2im", "conv_output_size", "channel_mean_var", "channel_affine",
            "channel_grad_sums", "channel_affine2", "relu_forward", "relu_backward",
            "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
-           "warmup"]
+           "matmul_batched", "matmul_batched_sum_bt", "configure_threads", "thread_info", "warmup"]
+
+# BLAS to one thread, GEMMs split over our own (sleeping, never spinning) threads: see gemm.py
+configure_threads()
 
 
 def warmup(dtypes=(np.float32,)) -> None:

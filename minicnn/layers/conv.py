@@ -27,7 +27,8 @@ In eval mode (``layer.eval()``), where batches may be large and backward is
 rare, forward runs ``EVAL_CHUNK`` samples at a time through a temporary
 buffer and caches x only; a backward in eval mode recomputes the columns.
 
-The GEMMs run on NumPy's BLAS (``np.matmul``) in the layer dtype.
+The GEMMs run on NumPy's BLAS (``np.matmul``) in the layer dtype, the batch
+split over threads by ``minicnn.kernels.gemm`` (BLAS itself single-threaded).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ import math
 
 import numpy as np
 
+from ..kernels.gemm import matmul_batched, matmul_batched_sum_bt
 from ..kernels.im2col import col2im, conv_output_size, im2col
 from ._leaf import as_grad, as_input, check_shape, need_cache, pair, positive_int, uniform_init
 from .base import Layer, ShapeError
@@ -109,11 +111,11 @@ class Conv2d(Layer):
         w2 = self.params["weight"].reshape(O, K)
         if self._is_pointwise():          # 1x1, stride 1, no padding: the columns are x
             cols = x.reshape(N, C, L)
-            y = np.matmul(w2, cols)       # (N, O, L): NCHW
+            y = matmul_batched(w2, cols, np.empty((N, O, L), dtype=self.dtype))  # (N, O, L): NCHW
             self.cache = ("cols", cols, False, x.shape, out_shape)
         elif self.training:               # keep the columns for backward
             cols = im2col(x, kh, kw, sh, sw, ph, pw, self._workspace_cols((N, K, L)))
-            y = np.matmul(w2, cols)
+            y = matmul_batched(w2, cols, np.empty((N, O, L), dtype=self.dtype))
             self.cache = ("cols", cols, True, x.shape, out_shape)
         else:
             # eval: a few samples at a time through a temporary buffer (evaluation batches
@@ -124,7 +126,7 @@ class Conv2d(Layer):
             for s in range(0, N, b):
                 e = min(N, s + b)
                 im2col(x[s:e], kh, kw, sh, sw, ph, pw, tmp[:e - s])
-                np.matmul(w2, tmp[:e - s], out=y[s:e])
+                matmul_batched(w2, tmp[:e - s], y[s:e])
             self.cache = ("x", x, True, x.shape, out_shape)
         if "bias" in self.params:
             y += self.params["bias"][:, None]
@@ -143,15 +145,16 @@ class Conv2d(Layer):
             self.grads["bias"] = dy3.sum(axis=2).sum(axis=0)
         if self.wants_grad("weight"):
             # sum_n dy[n] @ cols[n].T ; cols[n].T is a transposed view (BLAS 'T' flag, no copy)
-            dw = np.matmul(dy3, cols.transpose(0, 2, 1)).sum(axis=0)
+            dw = matmul_batched_sum_bt(dy3, cols)
             self.grads["weight"] = dw.reshape(self.params["weight"].shape)
         dx = None
         if self.needs_input_grad:
             w2 = self.params["weight"].reshape(O, -1)
             if not owned:  # pointwise: dcols is dx
-                dx = np.matmul(w2.T, dy3).reshape(x_shape)
+                dx = matmul_batched(w2.T, dy3, np.empty((N, w2.shape[1], Ho * Wo), dtype=self.dtype))
+                dx = dx.reshape(x_shape)
             else:
-                dcols = np.matmul(w2.T, dy3, out=cols)  # cols are no longer needed: reuse the buffer
+                dcols = matmul_batched(w2.T, dy3, cols)  # cols are no longer needed: reuse the buffer
                 dx = col2im(dcols, kh, kw, sh, sw, ph, pw, np.empty(x_shape, dtype=self.dtype))
         self.cache = None
         return dx
