@@ -297,6 +297,7 @@ def _signed_log_heatmap(ax, fig, edges, steps, pos, neg, zeros, n, title, epochs
             ax.axvline(x_edges[i + 1], color="w", lw=0.6, ls="--", alpha=0.7)
     if xlim is not None:
         ax.set_xlim(*xlim)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set(xlabel="training step (batch); dashed: epoch boundary", ylabel="gradient value (signed, log |.|)",
            title=title)
     fig.colorbar(m, ax=ax, label="fraction of values", pad=0.01)
@@ -350,15 +351,17 @@ def plot_param_distributions(run: Run, path: str, layers: list[str] | None = Non
     for row, name in zip(axes, layers):
         for col, param in ((0, "weight"), (1, "bias")):
             recs = [r for r in st.init if r["layer"] == name and r["param"] == param] + st.epoch_records(name, param)
-            _value_panel(row[col], fig, recs, f"{name}.{param} values")
             if not recs and param not in st.params(name):
-                row[col].texts[0].set_text(f"no {param}")
+                row[col].set_visible(False)  # e.g. a conv without bias (followed by BatchNorm)
+                continue
+            _value_panel(row[col], fig, recs, f"{name}.{param} values")
         for col, param in ((2, "weight"), (3, "bias")):
             steps, epochs, pos, neg, zeros, n = st.hist(name, "grad_" + param)
+            if len(steps) == 0 and param not in st.params(name):
+                row[col].set_visible(False)
+                continue
             _signed_log_heatmap(row[col], fig, edges, steps, pos, neg, zeros, n, f"{name}: dL/d{param}", epochs,
                                 _step_range(st))
-            if len(steps) == 0 and param not in st.params(name):
-                row[col].texts[0].set_text(f"no {param}")
     fig.suptitle(f"Parameter values and gradients over training (WUS Fig. 1 style): {run.label}",
                  fontweight="bold")
     return _save(fig, path)
@@ -436,6 +439,7 @@ def plot_density(run: Run, path: str):
         ax_h.set_yticks(y, layers, fontsize=8 if len(layers) < 40 else 6)
         ax_h.invert_yaxis()
         ax_h.set(xlabel="training step (batch)", title="Density of dL/dy over training (blank: not computed)")
+        ax_h.xaxis.get_major_locator().set_params(integer=True)
         fig.colorbar(m, ax=ax_h, label="non-zero values (%)", pad=0.01)
     else:
         ax_h.set_visible(False)
@@ -474,9 +478,9 @@ def plot_lars(run: Run, path: str):
     if grid.size <= 300:
         for i in range(len(layers)):
             for j in range(len(epochs)):
-                txt = "frozen" if frozen[i, j] else ("" if np.isnan(grid[i, j]) else f"{grid[i, j]:.3g}")
+                v = grid[i, j]
+                txt = "frozen" if frozen[i, j] else ("" if np.isnan(v) else (f"{v:.0f}" if v >= 100 else f"{v:.3g}"))
                 if txt:
-                    v = grid[i, j]
                     dark = norm is not None and np.isfinite(v) and norm(v) < 0.5
                     ax.text(j, i, txt, ha="center", va="center", fontsize=7, color="w" if dark else "k")
     ax.set_yticks(np.arange(len(layers)), [f"{l}.weight" for l in layers], fontsize=8 if len(layers) < 40 else 6)
