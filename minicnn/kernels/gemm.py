@@ -87,14 +87,23 @@ def _slices(N: int, parts: int):
     return [(bounds[k], bounds[k + 1]) for k in range(parts)]
 
 
-def _run(fn, N: int):
-    """Run fn(start, stop) over contiguous batch slices, the last one on this thread; results in order."""
+def run_slices(fn, N: int):
+    """Run fn(slot, start, stop) over contiguous batch slices, one per thread; results in slice order.
+
+    ``slot`` numbers the slices 0.. (use it to pick per-slice scratch memory); the
+    last slice runs on the calling thread. fn must release the GIL to gain anything
+    (np.matmul and the ``nogil`` numba kernels do).
+    """
     sl = _slices(N, _threads)
     if len(sl) == 1 or _pool is None:
-        return [fn(0, N)]
-    futures = [_pool.submit(fn, s, e) for s, e in sl[:-1]]
-    last = fn(*sl[-1])
+        return [fn(0, 0, N)]
+    futures = [_pool.submit(fn, k, s, e) for k, (s, e) in enumerate(sl[:-1])]
+    last = fn(len(sl) - 1, *sl[-1])
     return [f.result() for f in futures] + [last]
+
+
+def _run(fn, N: int):
+    return run_slices(lambda k, s, e: fn(s, e), N)
 
 
 def matmul_batched(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:

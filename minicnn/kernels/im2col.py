@@ -149,6 +149,33 @@ def im2col(x, kh, kw, sh, sw, ph, pw, cols):
     return cols
 
 
+@njit(cache=True, inline="always")
+def _col2im_plane(cols, kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, img, r0):
+    """Adjoint of _im2col_plane: img (H*W, flat) = sum of rows r0.. of ``cols`` put back."""
+    _fill0(img)
+    for i in range(kh):
+        ylo, yhi = _valid_range(Ho, H, sh, ph, i)
+        for j in range(kw):
+            xlo, xhi = _valid_range(Wo, W, sw, pw, j)
+            row = cols[r0 + i * kw + j]
+            if sh == 1 and sw == 1 and Wo == W:
+                # the mirror of im2col's long copy: zero the wrapped entries, then one long add
+                off = (i - ph) * W + (j - pw)
+                if xlo > 0 or xhi < Wo:
+                    for ho in range(ylo, yhi):
+                        _fill0(row[ho * W:ho * W + xlo])
+                        _fill0(row[ho * W + xhi:(ho + 1) * W])
+                lo = max(ylo * W, -off)
+                hi = min(yhi * W, H * W - off)
+                if hi > lo:
+                    _add(img[lo + off:hi + off], row[lo:hi])
+            elif xhi > xlo:
+                for ho in range(ylo, yhi):
+                    base = ho * Wo
+                    s0 = (ho * sh - ph + i) * W + xlo * sw - pw + j
+                    _add_strided(img[s0:], row[base + xlo:base + xhi], sw)
+
+
 @njit(parallel=True, cache=True)
 def col2im(cols, kh, kw, sh, sw, ph, pw, dx):
     """Overwrite ``dx`` (N, C, H, W) with the adjoint of im2col applied to ``cols``.
@@ -164,27 +191,31 @@ def col2im(cols, kh, kw, sh, sw, ph, pw, dx):
     Wo = (W + 2 * pw - kw) // sw + 1
     for t in prange(N * C):
         n, c = t // C, t % C
-        img = dx[n, c].reshape(H * W)
-        _fill0(img)
-        for i in range(kh):
-            ylo, yhi = _valid_range(Ho, H, sh, ph, i)
-            for j in range(kw):
-                xlo, xhi = _valid_range(Wo, W, sw, pw, j)
-                row = cols[n, (c * kh + i) * kw + j]
-                if sh == 1 and sw == 1 and Wo == W:
-                    # the mirror of im2col's long copy: zero the wrapped entries, then one long add
-                    off = (i - ph) * W + (j - pw)
-                    if xlo > 0 or xhi < Wo:
-                        for ho in range(ylo, yhi):
-                            _fill0(row[ho * W:ho * W + xlo])
-                            _fill0(row[ho * W + xhi:(ho + 1) * W])
-                    lo = max(ylo * W, -off)
-                    hi = min(yhi * W, H * W - off)
-                    if hi > lo:
-                        _add(img[lo + off:hi + off], row[lo:hi])
-                elif xhi > xlo:
-                    for ho in range(ylo, yhi):
-                        base = ho * Wo
-                        s0 = (ho * sh - ph + i) * W + xlo * sw - pw + j
-                        _add_strided(img[s0:], row[base + xlo:base + xhi], sw)
+        _col2im_plane(cols[n], kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, dx[n, c].reshape(H * W), c * kh * kw)
+    return dx
+
+
+# Single-threaded twins that release the GIL: the conv layer runs them on its
+# own threads, one batch slice per thread (see minicnn.kernels.conv2d).
+@njit(nogil=True, cache=True)
+def im2col_nogil(x, kh, kw, sh, sw, ph, pw, cols):
+    """im2col on the calling thread, without the GIL."""
+    N, C, H, W = x.shape
+    Ho = (H + 2 * ph - kh) // sh + 1
+    Wo = (W + 2 * pw - kw) // sw + 1
+    for n in range(N):
+        for c in range(C):
+            _im2col_plane(x[n, c].reshape(H * W), kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, cols[n], c * kh * kw)
+    return cols
+
+
+@njit(nogil=True, cache=True)
+def col2im_nogil(cols, kh, kw, sh, sw, ph, pw, dx):
+    """col2im on the calling thread, without the GIL."""
+    N, C, H, W = dx.shape
+    Ho = (H + 2 * ph - kh) // sh + 1
+    Wo = (W + 2 * pw - kw) // sw + 1
+    for n in range(N):
+        for c in range(C):
+            _col2im_plane(cols[n], kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, dx[n, c].reshape(H * W), c * kh * kw)
     return dx

@@ -1,34 +1,27 @@
-"""2-D convolution as im2col + one batched GEMM (PyTorch's Conv2d, NCHW).
+"""2-D convolution as im2col + GEMM (PyTorch's Conv2d, NCHW).
 
 Forward, with ``K = C_in*kh*kw``, ``L = H_out*W_out`` and
 ``W2 = weight.reshape(C_out, K)``::
 
-    cols = im2col(x)                  # (N, K, L), see minicnn.kernels.im2col
-    y[n] = W2 @ cols[n] + bias[:, None]   # (C_out, L): already NCHW
+    cols = im2col(x)                      # (N, K, L), see minicnn.kernels.im2col
+    y[n] = W2 @ cols[n] + bias[:, None]   # (C_out, L): already NCHW, no transpose
 
 Backward, for an upstream gradient ``dy`` (N, C_out, L)::
 
-    dbias  = sum_{n, l} dy[n, :, l]
-    dW2    = sum_n dy[n] @ cols[n].T
-    dcols[n] = W2.T @ dy[n];   dx = col2im(dcols)   # adjoint of im2col
+    dbias    = sum_{n, l} dy[n, :, l]
+    dW2      = sum_n dy[n] @ cols[n].T
+    dcols[n] = W2.T @ dy[n];   dx = col2im(dcols)   # col2im is the adjoint of im2col
 
-What is cached: the columns ``cols`` (not x), because both dW and dx need
-them (dW directly; dx needs only their shape) and recomputing im2col in
-backward costs as much memory traffic as keeping them. Memory: ``N*K*L``
-values per layer, 9x the input for a 3x3 stride-1 conv (ResNet-20 at batch
-128 in float32 holds about 0.8 GB of columns at the end of forward).
-To bound that, backward reuses the column buffer in place for ``dcols``,
-and the next forward reuses it again (one ``N*K*L`` workspace per layer,
-allocated once and kept: fresh large arrays cost page faults every step;
-``release_workspace()`` frees it). A 1x1 stride-1 unpadded conv needs no
-im2col at all: ``cols`` is a view of x.
+What is cached: x only (a reference, no copy). The columns are built a few
+samples at a time in a cache-sized scratch buffer, used by the GEMM at once,
+and rebuilt in backward (``minicnn.kernels.conv2d``): keeping them would cost
+``N*K*L`` values per layer (9x the input of a 3x3 conv, 0.8 GB for ResNet-20
+at batch 128) and measured *slower* than recomputing in cache. A 1x1 stride-1
+unpadded conv needs no im2col at all: its columns are x itself.
 
-In eval mode (``layer.eval()``), where batches may be large and backward is
-rare, forward runs ``EVAL_CHUNK`` samples at a time through a temporary
-buffer and caches x only; a backward in eval mode recomputes the columns.
-
-The GEMMs run on NumPy's BLAS (``np.matmul``) in the layer dtype, the batch
-split over threads by ``minicnn.kernels.gemm`` (BLAS itself single-threaded).
+The GEMMs are NumPy's BLAS (``np.matmul``, one batched call per chunk) in the
+layer dtype; the batch is split over threads by ``minicnn.kernels.gemm``
+(BLAS itself single-threaded).
 """
 from __future__ import annotations
 
@@ -36,14 +29,11 @@ import math
 
 import numpy as np
 
+from ..kernels.conv2d import conv2d_backward, conv2d_forward
 from ..kernels.gemm import matmul_batched, matmul_batched_sum_bt
-from ..kernels.im2col import col2im, conv_output_size, im2col
+from ..kernels.im2col import conv_output_size
 from ._leaf import as_grad, as_input, check_shape, need_cache, pair, positive_int, uniform_init
 from .base import Layer, ShapeError
-
-
-#: samples per im2col chunk in eval mode (bounds the temporary column buffer)
-EVAL_CHUNK = 64
 
 
 class Conv2d(Layer):
@@ -75,7 +65,6 @@ class Conv2d(Layer):
         self.add_param("weight", uniform_init(rng, bound, (self.out_channels, self.in_channels, kh, kw)))
         if bias:
             self.add_param("bias", uniform_init(rng, bound, (self.out_channels,)))
-        self._workspace = None  # the (N, K, L) column buffer, reused across steps
 
     # -- shapes ---------------------------------------------------------------
     def _is_pointwise(self) -> bool:
@@ -93,76 +82,49 @@ class Conv2d(Layer):
         return (N, self.out_channels, Ho, Wo)
 
     # -- forward / backward -----------------------------------------------------
-    def _workspace_cols(self, shape) -> np.ndarray:
-        """A (N, K, L) view of this layer's persistent column buffer (grown when needed)."""
-        size = shape[0] * shape[1] * shape[2]
-        buf = self._workspace  # flat, so a smaller batch reuses it too
-        if buf is None or buf.size < size or buf.dtype != self.dtype:
-            buf = self._workspace = np.empty(size, dtype=self.dtype)
-        return buf[:size].reshape(shape)
+    def _geometry(self):
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return kh, kw, sh, sw, ph, pw
 
     def forward(self, x):
         x = as_input(self, x)
         out_shape = self.output_shape(x.shape)
         N, O, Ho, Wo = out_shape
         C, L = x.shape[1], Ho * Wo
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        K = C * kh * kw
-        w2 = self.params["weight"].reshape(O, K)
-        if self._is_pointwise():          # 1x1, stride 1, no padding: the columns are x
-            cols = x.reshape(N, C, L)
-            y = matmul_batched(w2, cols, np.empty((N, O, L), dtype=self.dtype))  # (N, O, L): NCHW
-            self.cache = ("cols", cols, False, x.shape, out_shape)
-        elif self.training:               # keep the columns for backward
-            cols = im2col(x, kh, kw, sh, sw, ph, pw, self._workspace_cols((N, K, L)))
-            y = matmul_batched(w2, cols, np.empty((N, O, L), dtype=self.dtype))
-            self.cache = ("cols", cols, True, x.shape, out_shape)
+        w2 = self.params["weight"].reshape(O, -1)
+        y = np.empty((N, O, L), dtype=self.dtype)    # (N, O, L) is NCHW
+        if self._is_pointwise():                      # 1x1, stride 1, no padding: the columns are x
+            matmul_batched(w2, x.reshape(N, C, L), y)
         else:
-            # eval: a few samples at a time through a temporary buffer (evaluation batches
-            # may be large), keeping only x; a backward in eval mode recomputes the columns
-            y = np.empty((N, O, L), dtype=self.dtype)
-            b = min(N, EVAL_CHUNK)
-            tmp = np.empty((b, K, L), dtype=self.dtype)
-            for s in range(0, N, b):
-                e = min(N, s + b)
-                im2col(x[s:e], kh, kw, sh, sw, ph, pw, tmp[:e - s])
-                matmul_batched(w2, tmp[:e - s], y[s:e])
-            self.cache = ("x", x, True, x.shape, out_shape)
+            conv2d_forward(x, w2, self._geometry(), y)
         if "bias" in self.params:
             y += self.params["bias"][:, None]
+        self.cache = (x, out_shape)
         return y.reshape(out_shape)
 
     def backward(self, dy):
-        kind, cols, owned, x_shape, out_shape = need_cache(self)
+        x, out_shape = need_cache(self)
         dy = as_grad(self, dy, out_shape)
         N, O, Ho, Wo = out_shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         dy3 = dy.reshape(N, O, Ho * Wo)
-        if kind == "x" and (self.wants_grad("weight") or self.needs_input_grad):
-            cols = im2col(cols, kh, kw, sh, sw, ph, pw,
-                          np.empty((N, x_shape[1] * kh * kw, Ho * Wo), dtype=self.dtype))
+        w2 = self.params["weight"].reshape(O, -1)
+        want_w = self.wants_grad("weight")
         if self.wants_grad("bias"):
             self.grads["bias"] = dy3.sum(axis=2).sum(axis=0)
-        if self.wants_grad("weight"):
-            # sum_n dy[n] @ cols[n].T ; cols[n].T is a transposed view (BLAS 'T' flag, no copy)
-            dw = matmul_batched_sum_bt(dy3, cols)
-            self.grads["weight"] = dw.reshape(self.params["weight"].shape)
         dx = None
-        if self.needs_input_grad:
-            w2 = self.params["weight"].reshape(O, -1)
-            if not owned:  # pointwise: dcols is dx
-                dx = matmul_batched(w2.T, dy3, np.empty((N, w2.shape[1], Ho * Wo), dtype=self.dtype))
-                dx = dx.reshape(x_shape)
-            else:
-                dcols = matmul_batched(w2.T, dy3, cols)  # cols are no longer needed: reuse the buffer
-                dx = col2im(dcols, kh, kw, sh, sw, ph, pw, np.empty(x_shape, dtype=self.dtype))
+        if self._is_pointwise():
+            cols = x.reshape(N, x.shape[1], Ho * Wo)
+            dw = matmul_batched_sum_bt(dy3, cols) if want_w else None
+            if self.needs_input_grad:
+                dx = matmul_batched(w2.T, dy3, np.empty_like(cols)).reshape(x.shape)
+        else:
+            if self.needs_input_grad:
+                dx = np.empty(x.shape, dtype=self.dtype)
+            dw = conv2d_backward(x, w2, self._geometry(), dy3, want_w, dx)
+        if want_w:
+            self.grads["weight"] = dw.reshape(self.params["weight"].shape)
         self.cache = None
         return dx
-
-    def release_workspace(self) -> None:
-        """Free the column buffer (it is reallocated by the next forward)."""
-        self._workspace = None
-        self.cache = None
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
