@@ -1,13 +1,15 @@
 """Per-layer forward/backward timings at the shapes of convnet-small and resnet20.
 
-    python benchmarks/bench_layers.py [--batch 128] [--repeat 5] [--only conv] [--model]
+    python benchmarks/bench_layers.py [--batch 128] [--repeat 5] [--only conv] [--model] [--threads N]
 
-Prints, for every layer shape, the median forward and backward time (ms) and,
-for convolutions, the GFLOP/s reached (forward 2*N*C_out*K*L flops with
+Prints, for every layer shape, the median forward and backward wall time (ms)
+and, for convolutions, the GFLOP/s reached (forward 2*N*C_out*K*L flops with
 K = C_in*kh*kw, L = H_out*W_out; backward twice that: dW and dx). Backward
 is timed with every gradient on (dW, db, dx). ``--model`` also times a whole
-forward+backward of convnet-small and resnet20 (needs minicnn.models).
-Kernels are compiled (or loaded from the numba cache) before timing.
+forward+backward of convnet-small and resnet20 (needs minicnn.models), with
+the process CPU time: CPU/wall shows how many cores were really used (on a
+shared machine, less than the thread count). Kernels are compiled (or loaded
+from the numba cache) before timing.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import time
 
 import numpy as np
 
-from minicnn.kernels import warmup
+from minicnn.kernels import configure_threads, thread_info, warmup
 from minicnn.layers.activation import ReLU
 from minicnn.layers.batchnorm import BatchNorm2d
 from minicnn.layers.conv import Conv2d
@@ -88,8 +90,9 @@ def bench_model(name, batch, repeat, rng):
     y = model.forward(x)
     dy = rng.standard_normal(y.shape, dtype=np.float32) / batch
     model.backward(dy)
-    fwd, bwd = [], []
+    fwd, bwd, cpu = [], [], []
     for _ in range(repeat):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         model.forward(x)
         t1 = time.perf_counter()
@@ -97,8 +100,10 @@ def bench_model(name, batch, repeat, rng):
         t2 = time.perf_counter()
         fwd.append(t1 - t0)
         bwd.append(t2 - t1)
-    f, b = float(np.median(fwd)), float(np.median(bwd))
-    print(f"{name:<16} fwd {f * 1e3:8.1f} ms  bwd {b * 1e3:8.1f} ms  fwd+bwd {batch / (f + b):7.1f} img/s")
+        cpu.append(time.process_time() - c0)
+    f, b, c = float(np.median(fwd)), float(np.median(bwd)), float(np.median(cpu))
+    print(f"{name:<16} fwd {f * 1e3:8.1f} ms  bwd {b * 1e3:8.1f} ms  fwd+bwd {batch / (f + b):7.1f} img/s"
+          f"  (CPU {c * 1e3:.0f} ms = {c / (f + b):.2f} cores)")
 
 
 def main(argv=None):
@@ -107,10 +112,13 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--only", default="", help="run only cases whose label contains this text")
     ap.add_argument("--model", action="store_true", help="also time whole models")
+    ap.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     args = ap.parse_args(argv)
+    if args.threads is not None:
+        configure_threads(args.threads)
     warmup()
     rng = np.random.default_rng(0)
-    print(f"batch {args.batch}, float32, median of {args.repeat}")
+    print(f"batch {args.batch}, float32, median of {args.repeat}; {thread_info()}")
     print(f"{'layer':<28} {'fwd ms':>8} {'bwd ms':>8} {'fwd GF/s':>9} {'bwd GF/s':>9}")
     tot_f = tot_b = 0.0
     for label, make, shape in layer_cases():

@@ -1,10 +1,10 @@
 """Convolution drivers: im2col + GEMM on cache-sized chunks, one batch slice per thread.
 
-The batch is cut into one contiguous slice per thread (``minicnn.kernels.gemm``).
-Each thread walks its slice in chunks of ``b`` samples whose columns
-(``b x K x L`` values, see :mod:`.im2col`) fit in a private scratch buffer of
-about ``CHUNK_BYTES``, so the columns are written by im2col and read back by
-the GEMM while still in cache, and are never kept::
+The batch is cut into chunks of ``b`` samples whose columns (``b x K x L``
+values, see :mod:`.im2col`) fit in a scratch buffer of about ``CHUNK_BYTES``,
+one buffer per thread, so the columns are written by im2col and read back by
+the GEMM while still in cache, and are never kept. Every thread
+(``minicnn.kernels.gemm``) takes the next chunk when it is free::
 
     forward   for each chunk:  cols = im2col(x[chunk]);  y[chunk] = W2 @ cols
     backward  for each chunk:  cols = im2col(x[chunk])                 (recomputed)
@@ -18,12 +18,14 @@ for ResNet-20 at batch 128) and measured faster than keeping them: the
 cache-resident chunks make both im2col and the GEMM cheaper.
 
 The im2col kernels used here are the single-threaded, GIL-free twins
-(``im2col_nogil``), so the threads really run in parallel. Per-thread
-partial weight gradients are summed in slice order (deterministic for a
-given thread count). The scratch buffers are shared by all layers (layers run
+(``im2col_nogil``), so the threads really run in parallel. Per-chunk
+weight gradients are summed in chunk order (deterministic, whatever thread
+did which chunk). The scratch buffers are shared by all layers (layers run
 one at a time); do not run two convolutions concurrently from your own threads.
 """
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -56,6 +58,26 @@ def release_scratch() -> None:
     _scratch.clear()
 
 
+def _for_chunks(N: int, b: int, fn) -> None:
+    """Call fn(slot, k, start, stop) for every chunk k of b samples, on all threads.
+
+    Dynamic schedule: each thread takes the next chunk when it is free, so a
+    thread the OS delays (a shared machine) does fewer chunks instead of
+    holding up the others. ``slot`` identifies the thread (its scratch buffer).
+    """
+    nchunks = -(-N // b)
+    counter = itertools.count()  # next() on it is atomic under the GIL
+
+    def worker(slot):
+        while True:
+            k = next(counter)
+            if k >= nchunks:
+                return
+            fn(slot, k, k * b, min(N, (k + 1) * b))
+
+    gemm.run_on_threads(worker, nchunks)
+
+
 def conv2d_forward(x, w2, geometry, y):
     """y (N, O, L) = W2 @ im2col(x) for x (N, C, H, W), W2 (O, K); geometry = (kh, kw, sh, sw, ph, pw)."""
     kh, kw, sh, sw, ph, pw = geometry
@@ -63,21 +85,20 @@ def conv2d_forward(x, w2, geometry, y):
     K, L = w2.shape[1], y.shape[2]
     b = chunk_samples(N, K, L, y.dtype)
 
-    def work(slot, s, e):
-        buf = _buffer(slot, (min(b, e - s), K, L), y.dtype)
-        for cs in range(s, e, b):
-            ce = min(e, cs + b)
-            cols = im2col_nogil(x[cs:ce], kh, kw, sh, sw, ph, pw, buf[:ce - cs])
-            np.matmul(w2, cols, out=y[cs:ce])
+    def chunk(slot, k, s, e):
+        cols = im2col_nogil(x[s:e], kh, kw, sh, sw, ph, pw, _buffer(slot, (e - s, K, L), y.dtype))
+        np.matmul(w2, cols, out=y[s:e])
 
-    gemm.run_slices(work, N)
+    _for_chunks(N, b, chunk)
     return y
 
 
 def conv2d_backward(x, w2, geometry, dy, want_dw: bool, dx):
     """Returns dW2 (O, K) or None, and fills dx (N, C, H, W) unless it is None.
 
-    dy is (N, O, L); the columns of x are recomputed chunk by chunk.
+    dy is (N, O, L); the columns of x are recomputed chunk by chunk. The
+    per-chunk weight gradients are summed in chunk order, so dW does not
+    depend on which thread did which chunk.
     """
     kh, kw, sh, sw, ph, pw = geometry
     N = x.shape[0]
@@ -86,25 +107,21 @@ def conv2d_backward(x, w2, geometry, dy, want_dw: bool, dx):
         return None
     b = chunk_samples(N, K, L, dy.dtype)
     w2t = w2.T
+    partial = [None] * (-(-N // b))
 
-    def work(slot, s, e):
-        buf = _buffer(slot, (min(b, e - s), K, L), dy.dtype)
-        dw = np.zeros(w2.shape, dtype=dy.dtype) if want_dw else None
-        for cs in range(s, e, b):
-            ce = min(e, cs + b)
-            cols = im2col_nogil(x[cs:ce], kh, kw, sh, sw, ph, pw, buf[:ce - cs])
-            g = dy[cs:ce]
-            if want_dw:
-                # sum_n dy[n] @ cols[n].T ; cols[n].T is a transposed view (BLAS 'T' flag, no copy)
-                dw += np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)
-            if dx is not None:
-                col2im_nogil(np.matmul(w2t, g, out=cols), kh, kw, sh, sw, ph, pw, dx[cs:ce])
-        return dw
+    def chunk(slot, k, s, e):
+        cols = im2col_nogil(x[s:e], kh, kw, sh, sw, ph, pw, _buffer(slot, (e - s, K, L), dy.dtype))
+        g = dy[s:e]
+        if want_dw:
+            # sum_n dy[n] @ cols[n].T ; cols[n].T is a transposed view (BLAS 'T' flag, no copy)
+            partial[k] = np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)
+        if dx is not None:
+            col2im_nogil(np.matmul(w2t, g, out=cols), kh, kw, sh, sw, ph, pw, dx[s:e])
 
-    parts = gemm.run_slices(work, N)
+    _for_chunks(N, b, chunk)
     if not want_dw:
         return None
-    total = parts[0]
-    for p in parts[1:]:
+    total = partial[0]
+    for p in partial[1:]:
         total += p
     return total

@@ -102,6 +102,16 @@ def run_slices(fn, N: int):
     return [f.result() for f in futures] + [last]
 
 
+def run_on_threads(fn, n: int | None = None):
+    """Run fn(slot) on ``n`` threads at once (default: all), slot = 0..n-1; results in slot order."""
+    n = _threads if n is None else max(1, min(n, _threads))
+    if n == 1 or _pool is None:
+        return [fn(0)]
+    futures = [_pool.submit(fn, k) for k in range(n - 1)]
+    last = fn(n - 1)
+    return [f.result() for f in futures] + [last]
+
+
 def _run(fn, N: int):
     return run_slices(lambda k, s, e: fn(s, e), N)
 
