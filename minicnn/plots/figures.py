@@ -148,8 +148,8 @@ def plot_cost_breakdown(run: Run, path: str):
             for yi, v, d in zip(y, left, np.maximum(dtot, left)):
                 if v > 0:
                     ax.text(d, yi, f" {100 * v / total:.1f}%", va="center", fontsize=7, color="0.25")
-        ax.margins(x=0.08)
-        ax.set_xlim(left=0)
+        top = float(np.max(np.maximum(dtot, left))) if len(keep) else 0.0
+        ax.set_xlim(0, top * 1.14 if top > 0 else 1.0)  # room for the share labels
         ax.xaxis.set_major_formatter(EngFormatter(unit=unit))
         ax.xaxis.get_major_locator().set_params(nbins=6)
         ax.set(xlabel=f"{what} over the run; label: share of the run total",
