@@ -4,7 +4,8 @@
 * :mod:`.batchnorm`   per-channel statistics and folded affine passes (numba)
 * :mod:`.pooling`     max / average pooling forward and backward (numba)
 * :mod:`.elementwise` ReLU forward and backward (numba)
-* :mod:`.gemm`        batched GEMMs split over threads (BLAS itself single-threaded)
+* :mod:`.gemm`        thread pool for GEMMs (BLAS itself single-threaded)
+* :mod:`.conv2d`      convolution drivers: cache-sized im2col + GEMM chunks on all threads
 * :mod:`.reference`   plain-loop definitions of all of the above, for tests and lessons
 
 All numba kernels are compiled with ``cache=True``: the *first* call of each
@@ -29,10 +30,10 @@ import numpy as np  # noqa: E402
 from .batchnorm import channel_affine, channel_affine2, channel_grad_sums, channel_mean_var  # noqa: E402
 from .elementwise import relu_backward, relu_forward  # noqa: E402
 from .gemm import configure_threads, matmul_batched, matmul_batched_sum_bt, thread_info  # noqa: E402
-from .im2col import col2im, conv_output_size, im2col  # noqa: E402
+from .im2col import col2im, col2im_nogil, conv_output_size, im2col, im2col_nogil  # noqa: E402
 from .pooling import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward  # noqa: E402
 
-__all__ = ["im2col", "col2im", "conv_output_size", "channel_mean_var", "channel_affine",
+__all__ = ["im2col", "col2im", "im2col_nogil", "col2im_nogil", "conv_output_size", "channel_mean_var", "channel_affine",
            "channel_grad_sums", "channel_affine2", "relu_forward", "relu_backward",
            "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
            "matmul_batched", "matmul_batched_sum_bt", "configure_threads", "thread_info", "warmup"]
@@ -48,6 +49,8 @@ def warmup(dtypes=(np.float32,)) -> None:
         cols = np.empty((2, 2 * 9, 16), dtype=dt)
         im2col(x, 3, 3, 1, 1, 1, 1, cols)
         col2im(cols, 3, 3, 1, 1, 1, 1, np.empty_like(x))
+        im2col_nogil(x, 3, 3, 1, 1, 1, 1, cols)
+        col2im_nogil(cols, 3, 3, 1, 1, 1, 1, np.empty_like(x))
         mean, var = channel_mean_var(x)
         v = np.ones(2, dtype=dt)
         channel_affine(x, v, v, np.empty_like(x))
