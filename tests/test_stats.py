@@ -340,7 +340,7 @@ def test_inspect_overview_lists_every_layer_and_the_lars_table(run_dir):
     text = inspect_run(run_dir)
     for name in ("conv", "relu1", "fc1", "head.fc2", "head.relu2", "out"):
         assert name in text
-    assert "LARS" in text and "fc1.weight" in text and "ep 1" in text
+    assert "LARS" in text and "fc1.weight" in text and "ep 1" in text and "ep 2" in text  # 1-based
     conv_row = [l for l in text.splitlines() if l.startswith("conv.weight")][0]
     assert conv_row.split()[-1] == "inf"  # frozen in epoch 1: ||Δw|| = 0
     st = load_stats(run_dir)
@@ -353,7 +353,7 @@ def test_inspect_one_layer_in_detail(run_dir):
     text = inspect_run(run_dir, layer="fc1")
     assert text.startswith("layer fc1 (Linear)")
     assert "grad_weight" in text and "grad_output" in text and "init" in text
-    epoch_rows = [l for l in text.splitlines() if l.split()[:2] in (["0", "weight"], ["1", "weight"])]
+    epoch_rows = [l for l in text.splitlines() if l.split()[:2] in (["1", "weight"], ["2", "weight"])]
     assert len(epoch_rows) == 2
 
 

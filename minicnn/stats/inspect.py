@@ -1,4 +1,8 @@
-"""``inspect_run``: the statistics of a run as text tables (``minicnn inspect``)."""
+"""``inspect_run``: the statistics of a run as text tables (``minicnn inspect``).
+
+Epochs are shown counted from 1, as in ``metrics.jsonl`` and the trainer's
+output (``stats.jsonl`` stores the trainer's 0-based ``state.epoch``).
+"""
 from __future__ import annotations
 
 import math
@@ -60,12 +64,13 @@ def _overview(st: Stats, run_dir: str) -> str:
     layers = st.layers()
     epochs = st.epochs()
     last = epochs[-1] if epochs else None
-    out = [f"statistics of {run_dir}: {len(layers)} layers, epochs {epochs[0] if epochs else '-'}.."
-           f"{last if epochs else '-'} (0-based), a batch recorded every {st.meta.get('every')} trained batches "
+    shown_last = last + 1 if epochs else "-"
+    out = [f"statistics of {run_dir}: {len(layers)} layers, epochs {epochs[0] + 1 if epochs else '-'}.."
+           f"{shown_last}, a batch recorded every {st.meta.get('every')} trained batches "
            f"({len(st.batch)} batch records)",
-           f"columns: mean over the recorded batches of epoch {last} (act = layer output, dy = dL/d(output), "
+           f"columns: mean over the recorded batches of epoch {shown_last} (act = layer output, dy = dL/d(output), "
            f"dW = weight gradient; dens = fraction non-zero); ||W||, ||dW_ep|| (update over the epoch) and "
-           f"LARS = ||W||/||dW_ep|| (Miyauchi et al. eq. 1-3) of the weight at the end of epoch {last}", ""]
+           f"LARS = ||W||/||dW_ep|| (Miyauchi et al. eq. 1-3) of the weight at the end of epoch {shown_last}", ""]
     rows = []
     for name in layers:
         p = _main_param(st, name)
@@ -99,10 +104,10 @@ def _overview(st: Stats, run_dir: str) -> str:
                 dens_rows.append([name] + [d.get(e) for e in shown])
         if lars_rows:
             out += ["", f"LARS ratio ||W||/||dW_ep|| per epoch{note}; inf = the param did not move (frozen)",
-                    table(["param"] + [f"ep {e}" for e in shown], lars_rows)]
+                    table(["param"] + [f"ep {e + 1}" for e in shown], lars_rows)]
         if dens_rows:
             out += ["", f"density of dL/dy (fraction non-zero) per epoch{note}",
-                    table(["layer"] + [f"ep {e}" for e in shown], dens_rows)]
+                    table(["layer"] + [f"ep {e + 1}" for e in shown], dens_rows)]
     return "\n".join(out)
 
 
@@ -118,7 +123,7 @@ def _detail(st: Stats, layer: str) -> str:
             def m(field):
                 v = [r[field] for r in er if r.get(field) is not None]
                 return sum(v) / len(v) if v else None
-            rows.append([e, tensor, len(er), m("mean"), m("std"), m("mean_abs"), m("density"),
+            rows.append([e + 1, tensor, len(er), m("mean"), m("std"), m("mean_abs"), m("density"),
                          min((r["density"] for r in er if r.get("density") is not None), default=None)])
     if rows:
         rows.sort(key=lambda r: (r[0], st.tensors(layer).index(r[1])))
@@ -133,7 +138,7 @@ def _detail(st: Stats, layer: str) -> str:
                          r.get("value_lo"), r.get("value_hi"), None])
     for r in st.epoch:
         if r["layer"] == layer:
-            prow.append([r["epoch"], r["param"], r.get("norm"), r.get("update_norm"), _lars(r), r.get("mean"),
+            prow.append([r["epoch"] + 1, r["param"], r.get("norm"), r.get("update_norm"), _lars(r), r.get("mean"),
                          r.get("std"), r.get("value_lo"), r.get("value_hi"), r.get("trained")])
     if prow:
         out += ["", "parameters at the end of each epoch (||dw_ep|| = ||w_end - w_begin||, "
