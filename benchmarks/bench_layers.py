@@ -65,6 +65,9 @@ def median_time(fn, repeat):
     return float(np.median(ts))
 
 
+CLOCK = time.perf_counter
+
+
 def bench_layer(layer, shape, repeat, rng):
     x = rng.standard_normal(shape, dtype=np.float32)
     y = layer.forward(x)
@@ -72,11 +75,11 @@ def bench_layer(layer, shape, repeat, rng):
     layer.backward(dy)  # warm: buffers allocated, kernels loaded
     fwd, bwd = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         layer.forward(x)
-        t1 = time.perf_counter()
+        t1 = CLOCK()
         layer.backward(dy)
-        t2 = time.perf_counter()
+        t2 = CLOCK()
         fwd.append(t1 - t0)
         bwd.append(t2 - t1)
     return float(np.median(fwd)), float(np.median(bwd))
@@ -113,12 +116,17 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="run only cases whose label contains this text")
     ap.add_argument("--model", action="store_true", help="also time whole models")
     ap.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    ap.add_argument("--cpu", action="store_true",
+                    help="time layers by process CPU time (with --threads 1: robust on a busy machine)")
     args = ap.parse_args(argv)
+    global CLOCK
+    if args.cpu:
+        CLOCK = time.process_time
     if args.threads is not None:
         configure_threads(args.threads)
     warmup()
     rng = np.random.default_rng(0)
-    print(f"batch {args.batch}, float32, median of {args.repeat}; {thread_info()}")
+    print(f"batch {args.batch}, float32, median of {args.repeat}, {'CPU' if args.cpu else 'wall'} time; {thread_info()}")
     print(f"{'layer':<28} {'fwd ms':>8} {'bwd ms':>8} {'fwd GF/s':>9} {'bwd GF/s':>9}")
     tot_f = tot_b = 0.0
     for label, make, shape in layer_cases():

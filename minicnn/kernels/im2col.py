@@ -84,16 +84,34 @@ def _copy(dst, src):
 
 
 @njit(cache=True, inline="always")
+def _zero_edges(row, base, xlo, xhi, Wo):
+    """row[base + w] = 0 for w < xlo and xhi <= w < Wo (usually one entry each: scalar stores)."""
+    for w in range(xlo):
+        row[base + w] = 0
+    for w in range(xhi, Wo):
+        row[base + w] = 0
+
+
+@njit(cache=True, inline="always")
 def _copy_strided(dst, src, step):
-    for p in range(dst.shape[0]):
-        dst[p] = src[p * step]
+    """dst[p] = src[p*step]; stride 2 gets its own loop (a constant stride vectorizes)."""
+    if step == 2:
+        for p in range(dst.shape[0]):
+            dst[p] = src[2 * p]
+    else:
+        for p in range(dst.shape[0]):
+            dst[p] = src[p * step]
 
 
 @njit(cache=True, inline="always")
 def _add_strided(dst, src, step):
     """dst[p*step] += src[p]"""
-    for p in range(src.shape[0]):
-        dst[p * step] += src[p]
+    if step == 2:
+        for p in range(src.shape[0]):
+            dst[2 * p] += src[p]
+    else:
+        for p in range(src.shape[0]):
+            dst[p * step] += src[p]
 
 
 @njit(cache=True, inline="always")
@@ -124,13 +142,11 @@ def _im2col_plane(src, kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, cols, r0):
                     _copy(row[lo:hi], src[lo + off:hi + off])
                 if xlo > 0 or xhi < Wo:
                     for ho in range(ylo, yhi):
-                        _fill0(row[ho * W:ho * W + xlo])
-                        _fill0(row[ho * W + xhi:(ho + 1) * W])
+                        _zero_edges(row, ho * W, xlo, xhi, W)
             else:
                 for ho in range(ylo, yhi):
                     base = ho * Wo
-                    _fill0(row[base:base + xlo])
-                    _fill0(row[base + xhi:base + Wo])
+                    _zero_edges(row, base, xlo, xhi, Wo)
                     if xhi > xlo:
                         # w_in = w_out*sw - pw + j for w_out in [xlo, xhi)
                         s0 = (ho * sh - ph + i) * W + xlo * sw - pw + j
@@ -163,8 +179,7 @@ def _col2im_plane(cols, kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, img, r0):
                 off = (i - ph) * W + (j - pw)
                 if xlo > 0 or xhi < Wo:
                     for ho in range(ylo, yhi):
-                        _fill0(row[ho * W:ho * W + xlo])
-                        _fill0(row[ho * W + xhi:(ho + 1) * W])
+                        _zero_edges(row, ho * W, xlo, xhi, W)
                 lo = max(ylo * W, -off)
                 hi = min(yhi * W, H * W - off)
                 if hi > lo:
