@@ -103,9 +103,13 @@ directory it is not attached to, it writes a complete file there (possible
 only for the records it still holds: without ``attach`` it holds them all).
 Read back with :func:`minicnn.stats.load_stats`.
 
-Cost: when no record is due, each layer hook is one attribute test. A due
-batch costs a few passes over each layer's output and gradients (float64
-moments) plus a histogram of at most ``max_hist`` sampled values per tensor.
+Cost: when no record is due, each layer hook is one attribute test (a few
+microseconds per batch for the whole model). A due batch reads each layer's
+output and gradients once (a numba one-pass kernel, ``_kernels.py``) and
+histograms at most ``max_hist`` sampled values per gradient tensor. Measured
+with the Trainer on the CIFAR slice (batch 128, 2 cores): with ``every=10``
+the recorder takes 1.7% (convnet-small) to 2.6% (resnet8, resnet20) of the
+training time; with ``every=1``, about 20-25%.
 """
 from __future__ import annotations
 
