@@ -147,7 +147,7 @@ def cmd_train(a):
           f"{epochs} epochs, methods: {', '.join(m.describe() for m in methods) or 'baseline'}", flush=True)
     trainer = Trainer(model, ds, opt, schedule, epochs, batch_size=a.batch_size, augment=augment,
                       methods=methods, ledger=ledger, stats=stats, run_dir=out, seed=a.seed,
-                      progress=not a.no_progress, config=config)
+                      progress=not a.no_progress, verbose=True, config=config)
     summary = trainer.fit()
     sv = summary.get("savings", {})
     print(f"final test accuracy {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f}), "

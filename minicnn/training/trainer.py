@@ -88,16 +88,19 @@ class Trainer:
 
     methods: hook objects (``minicnn.methods``) applied in order;
     stats:   a ``StatsRecorder`` or None; ledger: a ``Ledger`` or None.
+    progress: a tqdm bar per epoch; verbose: one summary line per epoch
+    (defaults to ``progress``).
     """
 
     def __init__(self, model, dataset, optimizer, schedule, epochs, batch_size=128, augment=(),
                  methods=(), ledger=None, stats=None, run_dir=None, seed=0, progress=True,
-                 eval_batch_size=256, config=None):
+                 eval_batch_size=256, config=None, verbose=None):
         from ..data import BatchIterator, channel_stats
         self.model, self.dataset, self.optimizer, self.schedule = model, dataset, optimizer, schedule
         self.epochs, self.batch_size = epochs, batch_size
         self.methods, self.ledger, self.stats = list(methods), ledger, stats
         self.run_dir, self.progress, self.eval_batch_size = run_dir, progress, eval_batch_size
+        self.verbose = progress if verbose is None else verbose   # one line per epoch
         self.config = dict(config or {})
         self.mean, self.std = channel_stats(dataset.train_x)
         self.train_iter = BatchIterator(dataset.train_x, dataset.train_y, batch_size, shuffle=True,
@@ -171,7 +174,7 @@ class Trainer:
                     batches.set_postfix(loss=f"{loss:.3f}", acc=f"{correct / max(seen, 1):.3f}")
             record = self._end_epoch(epoch, loss_sum, correct, seen)
             hooks.call("on_epoch_end", s)
-            if self.progress:
+            if self.verbose:
                 print(f"epoch {epoch + 1}/{self.epochs}: train loss {record['train_loss']:.4f} "
                       f"acc {record['train_acc']:.4f} | test loss {record['test_loss']:.4f} "
                       f"acc {record['test_acc']:.4f} | {record['wall_time_s']:.1f}s", flush=True)
