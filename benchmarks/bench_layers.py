@@ -1,6 +1,7 @@
 """Per-layer forward/backward timings at the shapes of convnet-small and resnet20.
 
     python benchmarks/bench_layers.py [--batch 128] [--repeat 5] [--only conv] [--model] [--threads N]
+    /work/torchvenv/bin/python benchmarks/bench_layers.py --torch     # the same shapes in PyTorch
 
 Prints, for every layer shape, the median forward and backward wall time (ms)
 and, for convolutions, the GFLOP/s reached (forward 2*N*C_out*K*L flops with
@@ -85,6 +86,43 @@ def bench_layer(layer, shape, repeat, rng):
     return float(np.median(fwd)), float(np.median(bwd))
 
 
+def torch_twin(layer):
+    """The torch.nn module matching a minicnn layer (for --torch)."""
+    import torch.nn as tnn
+    if isinstance(layer, Conv2d):
+        return tnn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                          bias="bias" in layer.params)
+    if isinstance(layer, BatchNorm2d):
+        return tnn.BatchNorm2d(layer.num_features)
+    if isinstance(layer, ReLU):
+        return tnn.ReLU()
+    if isinstance(layer, MaxPool2d):
+        return tnn.MaxPool2d(layer.kernel_size, layer.stride)
+    if isinstance(layer, GlobalAvgPool2d):
+        return tnn.Sequential(tnn.AdaptiveAvgPool2d(1), tnn.Flatten())
+    if isinstance(layer, Flatten):
+        return tnn.Flatten()
+    return tnn.Linear(layer.in_features, layer.out_features)
+
+
+def bench_torch(module, shape, repeat, rng):
+    import torch
+    x = torch.tensor(rng.standard_normal(shape, dtype=np.float32), requires_grad=True)
+    y = module(x)
+    dy = torch.tensor(rng.standard_normal(tuple(y.shape), dtype=np.float32))
+    y.backward(dy)
+    fwd, bwd = [], []
+    for _ in range(repeat):
+        t0 = CLOCK()
+        y = module(x)
+        t1 = CLOCK()
+        y.backward(dy)
+        t2 = CLOCK()
+        fwd.append(t1 - t0)
+        bwd.append(t2 - t1)
+    return float(np.median(fwd)), float(np.median(bwd))
+
+
 def bench_model(name, batch, repeat, rng):
     from minicnn.models import build
     model = build(name)
@@ -116,6 +154,7 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="run only cases whose label contains this text")
     ap.add_argument("--model", action="store_true", help="also time whole models")
     ap.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    ap.add_argument("--torch", action="store_true", help="time PyTorch's layers instead (needs torch)")
     ap.add_argument("--cpu", action="store_true",
                     help="time layers by process CPU time (with --threads 1: robust on a busy machine)")
     args = ap.parse_args(argv)
@@ -124,9 +163,13 @@ def main(argv=None):
         CLOCK = time.process_time
     if args.threads is not None:
         configure_threads(args.threads)
+    if args.torch:
+        import torch
+        torch.set_num_threads(args.threads or torch.get_num_threads())
     warmup()
     rng = np.random.default_rng(0)
-    print(f"batch {args.batch}, float32, median of {args.repeat}, {'CPU' if args.cpu else 'wall'} time; {thread_info()}")
+    who = "PyTorch" if args.torch else thread_info()
+    print(f"batch {args.batch}, float32, median of {args.repeat}, {'CPU' if args.cpu else 'wall'} time; {who}")
     print(f"{'layer':<28} {'fwd ms':>8} {'bwd ms':>8} {'fwd GF/s':>9} {'bwd GF/s':>9}")
     tot_f = tot_b = 0.0
     for label, make, shape in layer_cases():
@@ -134,7 +177,10 @@ def main(argv=None):
             continue
         layer = make()
         full = (args.batch,) + shape
-        f, b = bench_layer(layer, full, args.repeat, rng)
+        if args.torch:
+            f, b = bench_torch(torch_twin(layer), full, args.repeat, rng)
+        else:
+            f, b = bench_layer(layer, full, args.repeat, rng)
         tot_f, tot_b = tot_f + f, tot_b + b
         extra = ""
         if isinstance(layer, Conv2d):
@@ -142,7 +188,7 @@ def main(argv=None):
             extra = f" {fl / f / 1e9:9.1f} {2 * fl / b / 1e9:9.1f}"
         print(f"{label:<28} {f * 1e3:8.2f} {b * 1e3:8.2f}{extra}")
     print(f"{'sum':<28} {tot_f * 1e3:8.2f} {tot_b * 1e3:8.2f}")
-    if args.model:
+    if args.model and not args.torch:
         for name in ("convnet-small", "resnet20"):
             bench_model(name, args.batch, args.repeat, rng)
 

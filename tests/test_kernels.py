@@ -204,3 +204,16 @@ def test_maxpool_2x2_fast_path_matches_naive(shape, rng):
     maxpool2d_forward(x, 2, 2, 2, 2, y, arg)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(arg, arg_ref)
+
+
+def test_gemm_thread_slices_cover_the_batch_in_order():
+    from minicnn.kernels import gemm
+    assert gemm._slices(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    assert gemm._slices(1, 4) == [(0, 1)]
+    out = gemm.run_slices(lambda k, s, e: (k, s, e), 7)
+    assert [r[1:] for r in out] == gemm._slices(7, len(out)) and [r[0] for r in out] == list(range(len(out)))
+    a = np.arange(6.0).reshape(2, 3)
+    b = np.random.default_rng(0).standard_normal((5, 3, 4))
+    np.testing.assert_allclose(gemm.matmul_batched(a, b, np.empty((5, 2, 4))), a @ b)
+    d = np.random.default_rng(1).standard_normal((5, 2, 4))
+    np.testing.assert_allclose(gemm.matmul_batched_sum_bt(d, b), np.einsum("nml,nkl->mk", d, b))

@@ -77,6 +77,16 @@ def configure_threads(n: int | None = None) -> int:
     return n
 
 
+def _after_fork_in_child() -> None:
+    """A forked child has no pool threads (only the forking thread survives): start afresh."""
+    global _pool
+    _pool = ThreadPoolExecutor(max_workers=_threads - 1, thread_name_prefix="minicnn-gemm") if _threads > 1 else None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def thread_info() -> str:
     return f"{_threads} thread(s) for GEMM slices and numba kernels; {_blas_info}"
 
