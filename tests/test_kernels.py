@@ -217,3 +217,23 @@ def test_gemm_thread_slices_cover_the_batch_in_order():
     np.testing.assert_allclose(gemm.matmul_batched(a, b, np.empty((5, 2, 4))), a @ b)
     d = np.random.default_rng(1).standard_normal((5, 2, 4))
     np.testing.assert_allclose(gemm.matmul_batched_sum_bt(d, b), np.einsum("nml,nkl->mk", d, b))
+
+
+def test_conv_numbers_do_not_depend_on_the_thread_count(rng):
+    """Chunks are independent and dW is summed in chunk order: 1 thread == all threads, bitwise."""
+    from minicnn.kernels import gemm
+    conv = Conv2d(8, 16, 3, padding=1, rng=rng)
+    x = rng.standard_normal((64, 8, 16, 16)).astype(np.float32)
+    dy = rng.standard_normal((64, 16, 16, 16)).astype(np.float32)
+    before = gemm._threads
+    results = []
+    try:
+        for n in (1, before):
+            gemm.configure_threads(n)
+            y = conv.forward(x)
+            dx = conv.backward(dy)
+            results.append((y, dx, conv.grads["weight"].copy()))
+    finally:
+        gemm.configure_threads(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
