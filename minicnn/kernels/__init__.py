@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from .batchnorm import channel_affine, channel_affine2, channel_grad_sums, channel_mean_var  # noqa: E402
 from .elementwise import relu_backward, relu_forward  # noqa: E402
-from .gemm import configure_threads, matmul_batched, matmul_batched_sum_bt, thread_info  # noqa: E402
+from .gemm import configure_threads, matmul_batched, matmul_batched_sum_bt, thread_info, tune_malloc  # noqa: E402
 from .im2col import col2im, col2im_nogil, conv_output_size, im2col, im2col_nogil  # noqa: E402
 from .pooling import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward  # noqa: E402
 
@@ -38,8 +38,10 @@ __all__ = ["im2col", "col2im", "im2col_nogil", "col2im_nogil", "conv_output_size
            "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
            "matmul_batched", "matmul_batched_sum_bt", "configure_threads", "thread_info", "warmup"]
 
-# BLAS to one thread, GEMMs split over our own (sleeping, never spinning) threads: see gemm.py
+# BLAS to one thread, GEMMs split over our own (sleeping, never spinning) threads,
+# and malloc keeps freed activations for reuse: see gemm.py
 configure_threads()
+tune_malloc()
 
 
 def warmup(dtypes=(np.float32,)) -> None:

@@ -87,6 +87,27 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def tune_malloc() -> bool:
+    """Keep freed arrays in the heap for reuse instead of returning them to the OS (glibc only).
+
+    A training step allocates and frees the same activation-sized arrays over
+    and over. glibc serves arrays above a (dynamic, <= 32 MB) threshold with
+    fresh mmap()s and trims the heap top on free, so every step page-faults
+    its memory in again: ResNet-20 at batch 128 took ~19,000 page faults per
+    step, ~10% of its time in a VM. With M_MMAP_THRESHOLD = 256 MB and
+    M_TRIM_THRESHOLD = 1 GB it takes none (same peak RSS). Set
+    ``MINICNN_NO_MALLOPT=1`` to leave malloc alone. Returns True if applied.
+    """
+    if os.environ.get("MINICNN_NO_MALLOPT"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 256 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 def thread_info() -> str:
     return f"{_threads} thread(s) for GEMM slices and numba kernels; {_blas_info}"
 
