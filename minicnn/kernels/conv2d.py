@@ -32,8 +32,8 @@ import numpy as np
 from . import gemm
 from .im2col import col2im_nogil, im2col_nogil
 
-#: bytes of columns per chunk (per thread): about what stays in this machine's caches
-CHUNK_BYTES = 4 << 20
+#: bytes of columns per chunk (per thread): about one core's L2 cache (1 MB here measured best, 1-4 MB within 5%)
+CHUNK_BYTES = 1 << 20
 
 _scratch: dict[tuple[int, np.dtype], np.ndarray] = {}
 
