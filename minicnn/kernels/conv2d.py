@@ -1,4 +1,4 @@
-"""Convolution drivers: im2col + GEMM on cache-sized chunks, one batch slice per thread.
+"""Convolution drivers: im2col + GEMM on cache-sized chunks of the batch, on all threads.
 
 The batch is cut into chunks of ``b`` samples whose columns (``b x K x L``
 values, see :mod:`.im2col`) fit in a scratch buffer of about ``CHUNK_BYTES``,

@@ -18,19 +18,21 @@ The row index ``(c, i, j)`` is the flattening order of a PyTorch weight
 
     y[n] = W2 @ cols[n]            # (C_out, H_out*W_out) = y[n] in NCHW, no transpose
 
-and ``np.matmul(W2, cols)`` does all samples in one call (a batched GEMM on
-NumPy's BLAS). Backward uses the same layout::
+and ``np.matmul(W2, cols)`` does a batch of samples in one call (a batched
+GEMM on NumPy's BLAS). Backward uses the same layout::
 
-    dW2     = sum_n dy[n] @ cols[n].T
+    dW2      = sum_n dy[n] @ cols[n].T
     dcols[n] = W2.T @ dy[n]          then  dx = col2im(dcols)
 
 col2im is the adjoint of im2col: it *adds* every column entry back to the
 input pixel it was copied from (overlapping windows sum).
 
-The kernels are numba-jitted with ``parallel=True`` (prange over the batch:
-samples are independent, so col2im has no write races) and ``cache=True``.
-The first call for each dtype compiles (a few seconds); later runs load the
-compiled code from ``__pycache__``.
+Two versions of each kernel: ``im2col``/``col2im`` are numba ``parallel=True``
+(prange over the N*C image planes: planes are independent, so col2im has no
+write races); ``im2col_nogil``/``col2im_nogil`` are single-threaded and
+release the GIL, for the conv layer's own threads (minicnn.kernels.conv2d).
+All are compiled with ``cache=True``: the first call for each dtype compiles
+(seconds); later runs load the compiled code from ``__pycache__``.
 """
 from __future__ import annotations
 
