@@ -73,7 +73,7 @@ def train(a):
     std = (xtr / 255.0).std(axis=(0, 2, 3)).reshape(1, 3, 1, 1)
     norm = lambda x: torch.tensor(((x / 255.0 - mean) / std).astype(np.float32))
     model = init(convnet_small() if a.model == "convnet-small" else resnet(3))
-    opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9, weight_decay=5e-4)
+    opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.epochs)
     rng = np.random.default_rng(a.seed)
     for ep in range(a.epochs):
@@ -117,6 +117,8 @@ if __name__ == "__main__":
     t.add_argument("--epochs", type=int, default=4)
     t.add_argument("--lr", type=float, default=0.01)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--momentum", type=float, default=0.9)
+    t.add_argument("--weight-decay", type=float, default=5e-4)
     b = sub.add_parser("bench")
     b.add_argument("--batch-size", type=int, default=128)
     a = p.parse_args()
