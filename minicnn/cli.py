@@ -47,6 +47,21 @@ def _nonneg_float(s):
     return v
 
 
+def _energy_args(p):
+    p.add_argument("--energy-table", default=None, metavar="FILE",
+                   help="JSON object overriding entries of the Horowitz 2014 energy table (see minicnn.cost.energy)")
+    p.add_argument("--memory-level", default=None, choices=("dram", "cache_1mb", "cache_32kb", "cache_8kb"),
+                   help="memory level every counted byte comes from (default dram)")
+
+
+def _energy_table(a):
+    from .cost import EnergyTable
+    table = EnergyTable.from_json(a.energy_table) if a.energy_table else EnergyTable()
+    if a.memory_level:
+        table = EnergyTable(**{**table.to_dict(), "memory_level": a.memory_level})
+    return table
+
+
 def _parser():
     from .models import MODELS
     p = argparse.ArgumentParser(prog="minicnn", description="Train CNNs in NumPy+numba and count the cost of training.")
@@ -70,6 +85,7 @@ def _parser():
                    help="a training method (repeatable); 'baseline' adds none")
     t.add_argument("--stats", action="store_true", help="record per-layer statistics (stats.jsonl)")
     t.add_argument("--stats-every", type=_positive_int, default=10, help="record statistics every k batches")
+    _energy_args(t)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="run directory (default runs/<model>-<dataset>-<time>)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -86,6 +102,7 @@ def _parser():
     c.add_argument("--model", required=True)
     c.add_argument("--batch-size", type=_positive_int, default=128)
     c.add_argument("--num-classes", type=_positive_int, default=10)
+    _energy_args(c)
 
     pl = sub.add_parser("plot", help="draw the plots of one or more runs (PNG)")
     pl.add_argument("runs", nargs="+")
@@ -136,7 +153,7 @@ def cmd_train(a):
     out = a.out or os.path.join("runs", f"{model_name}-{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if os.path.isdir(out) and os.path.exists(os.path.join(out, "summary.json")):
         raise UserError(f"run directory {out} already holds a finished run; choose another --out")
-    ledger = Ledger(model, momentum=a.momentum > 0, weight_decay=a.weight_decay > 0)
+    ledger = Ledger(model, energy=_energy_table(a), momentum=a.momentum > 0, weight_decay=a.weight_decay > 0)
     stats = None
     if a.stats:
         from .stats import StatsRecorder
@@ -184,7 +201,7 @@ def cmd_cost(a):
     if a.model not in MODELS:
         raise UserError(f"unknown model {a.model!r}; choose one of: {', '.join(MODELS)}")
     model = build(a.model, num_classes=a.num_classes)
-    print(format_cost_table(model, a.batch_size))
+    print(format_cost_table(model, a.batch_size, energy=_energy_table(a)))
     return 0
 
 

@@ -132,3 +132,19 @@ def test_accuracy_gate_convnet_small_on_the_cifar_slice(tmp_path):
     assert r.returncode == 0, r.stderr
     summary = json.load(open(out / "summary.json"))
     assert summary["final_test_acc"] >= 0.40, summary["final_test_acc"]
+
+
+def test_energy_table_can_be_overridden(tmp_path):
+    def energy(*extra):
+        r = run("cost", "--model", "convnet-small", "--batch-size", "4", *extra)
+        assert r.returncode == 0, r.stderr
+        line = next(l for l in r.stdout.splitlines() if l.startswith("energy per step"))
+        return line
+    dram, sram = energy(), energy("--memory-level", "cache_1mb")
+    assert dram != sram
+    table = tmp_path / "table.json"
+    table.write_text('{"fp32_mult": 0.0, "fp32_add": 0.0}')
+    assert "(arithmetic 0, " in energy("--energy-table", str(table))
+    table.write_text('{"fp32_mul": 1.0}')
+    r = run("cost", "--model", "convnet-small", "--energy-table", str(table))
+    assert r.returncode == 1 and "unknown entries fp32_mul" in r.stderr
