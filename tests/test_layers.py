@@ -42,6 +42,7 @@ CASES = {
     "flatten": (lambda r: Flatten(dtype=F64), (2, 3, 2, 2)),
     "linear": (lambda r: Linear(6, 4, dtype=F64, rng=r), (3, 6)),
     "linear_nobias": (lambda r: Linear(5, 3, bias=False, dtype=F64, rng=r), (4, 5)),
+    "linear_3d": (lambda r: Linear(5, 3, dtype=F64, rng=r), (2, 4, 5)),   # (N, *, in) like PyTorch
 }
 
 
@@ -248,7 +249,7 @@ def test_float32_layers_return_float32(rng):
 def test_shape_errors_name_layer_and_shapes():
     fc = Linear(4096, 10)
     fc.name = "fc"
-    with pytest.raises(ShapeError, match=r"^fc: expected 4096 input features, got input of shape \(8, 1024\)$"):
+    with pytest.raises(ShapeError, match=r"^fc: expected 4096 input features \(last dim\), got input of shape \(8, 1024\)$"):
         fc.forward(np.zeros((8, 1024), np.float32))
     conv = Conv2d(3, 8, 3)
     conv.name = "stage1.0.conv1"

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ._leaf import as_grad, as_input, check_shape, need_cache, positive_int, uniform_init
+from ._leaf import as_grad, as_input, need_cache, positive_int, uniform_init
 from .base import Layer, ShapeError
 
 
@@ -33,26 +33,33 @@ class Linear(Layer):
             self.add_param("bias", uniform_init(rng, bound, (self.out_features,)))
 
     def output_shape(self, input_shape):
-        N, _ = check_shape(self, input_shape, 2, self.in_features, what="features")
-        return (N, self.out_features)
+        shape = tuple(int(v) for v in input_shape)
+        if len(shape) < 1 or shape[-1] != self.in_features:
+            raise ShapeError(f"{self.name}: expected {self.in_features} input features (last dim), "
+                             f"got input of shape {shape}")
+        return shape[:-1] + (self.out_features,)
 
     def forward(self, x):
+        """y = x W^T + b over the last dim; leading dims (usually just N) are kept, as in PyTorch."""
         x = as_input(self, x)
-        self.output_shape(x.shape)
-        y = x @ self.params["weight"].T
+        out_shape = self.output_shape(x.shape)
+        x2 = x.reshape(-1, self.in_features)           # (rows, in): every leading index is a row
+        y = x2 @ self.params["weight"].T
         if "bias" in self.params:
             y += self.params["bias"]
-        self.cache = x
-        return y
+        self.cache = (x2, x.shape)
+        return y.reshape(out_shape)
 
     def backward(self, dy):
-        x = need_cache(self)
-        dy = as_grad(self, dy, (x.shape[0], self.out_features))
+        """dW = dy^T x, db = sum of dy over rows, dx = dy W (rows as in forward)."""
+        x2, x_shape = need_cache(self)
+        dy = as_grad(self, dy, tuple(x_shape[:-1]) + (self.out_features,))
+        dy2 = dy.reshape(-1, self.out_features)
         if self.wants_grad("weight"):
-            self.grads["weight"] = dy.T @ x
+            self.grads["weight"] = dy2.T @ x2
         if self.wants_grad("bias"):
-            self.grads["bias"] = dy.sum(axis=0)
-        dx = dy @ self.params["weight"] if self.needs_input_grad else None
+            self.grads["bias"] = dy2.sum(axis=0)
+        dx = (dy2 @ self.params["weight"]).reshape(x_shape) if self.needs_input_grad else None
         self.cache = None
         return dx
 
