@@ -228,7 +228,7 @@ saved_by_hand = (full["conv1"]["backward_weight"].macs + 2 * full["conv2"]["forw
                  + full["conv3"]["backward_input"].macs)
 s2 = ledger2.summary()
 print(f"MACs saved: conv1 dW + conv2 dW and dx + conv3 dx = {saved_by_hand:,} by hand; ledger "
-      f"{s2['dense_macs'] - s2['macs']['total']:,} (dense {s2['dense_macs']:,} - actual {s2['macs']['total']:,})")
+      f"{s2['dense_macs']['total'] - s2['macs']['total']:,} (dense {s2['dense_macs']['total']:,} - actual {s2['macs']['total']:,})")
 print("summary()['savings'] vs an all-trained step: " + ", ".join(f"{k} {v:.1%}" for k, v in s2["savings"].items()))
 print(f"(for the all-trained step the savings are {ledger.summary()['savings']['macs']:.1%}: its actual count "
       "equals its dense count)")

@@ -77,8 +77,9 @@ cost.json schema (``to_json()`` / ``save(path)``), version "minicnn.cost/1"::
 ``summary()`` (merged into summary.json)::
 
     {"macs": {<phase>: int, "total": int}, "bytes": {...}, "energy_j": {...},
-     "elementwise_ops": {...}, "dense_macs": int, "dense_bytes": number,
-     "dense_energy_j": float, "dense_elementwise_ops": int,
+     "elementwise_ops": {...},
+     "dense_macs": {<phase>: int, "total": int}, "dense_bytes": {...},   # the same, dense
+     "dense_energy_j": {...}, "dense_elementwise_ops": {...},
      "savings": {"macs": float, "bytes": float, "energy": float, "ops": float},
      "dense_steps": int, "dense_images": int}
 """
@@ -273,10 +274,10 @@ class Ledger(Hook):
             "bytes": {k: a[k].bytes for k in keys},
             "energy_j": {k: a[k].energy_pj * 1e-12 for k in keys},
             "elementwise_ops": {k: int(a[k].ops) for k in keys},
-            "dense_macs": int(da.macs),
-            "dense_bytes": da.bytes,
-            "dense_energy_j": da.energy_pj * 1e-12,
-            "dense_elementwise_ops": int(da.ops),
+            "dense_macs": {k: int(d[k].macs) for k in keys},
+            "dense_bytes": {k: d[k].bytes for k in keys},
+            "dense_energy_j": {k: d[k].energy_pj * 1e-12 for k in keys},
+            "dense_elementwise_ops": {k: int(d[k].ops) for k in keys},
             "savings": {"macs": saving(t.macs, da.macs), "bytes": saving(t.bytes, da.bytes),
                         "energy": saving(t.energy_pj, da.energy_pj), "ops": saving(t.ops, da.ops)},
             "dense_steps": self.dense_steps,
