@@ -29,13 +29,13 @@ def test_default_train_runs_on_synthetic_data_and_writes_the_run(tmp_path):
         assert key in summary, key
     assert summary["dataset"] == "synthetic" and summary["methods"] == ["baseline"]
     assert 0.0 <= summary["final_test_acc"] <= 1.0
-    assert summary["final_test_acc"] > 0.3            # learnable: well above chance (0.1)
+    assert summary["final_test_acc"] > 0.5            # learnable: far above chance (0.1)
     lines = [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl"))]
-    assert [l["epoch"] for l in lines] == [1, 2]
+    assert [l["epoch"] for l in lines] == [1, 2, 3, 4, 5]
     for key in ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "wall_time_s",
                 "macs_cum", "energy_j_cum"):
         assert key in lines[0]
-    assert lines[1]["macs_cum"] > lines[0]["macs_cum"]
+    assert lines[1]["macs_cum"] == 2 * lines[0]["macs_cum"]     # same work every epoch
     # the checkpoint evaluates to the same accuracy
     e = run("evaluate", "--checkpoint", os.path.join(run_dir, "model.npz"), "--dataset", "synthetic", "--json")
     assert e.returncode == 0, e.stderr
