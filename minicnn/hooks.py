@@ -40,6 +40,23 @@ lowest layer that still trains, and the optimizer skips frozen params.
 Methods declare the *format* of the tensors they produce (a fixed-point
 precision, sparsity) with ``state.formats.set(layer, role, TensorFormat(...))``
 so that the ledger counts that work at its real size; see ``minicnn.cost``.
+
+Layer-level hooks see containers too (a BasicBlock, a stage): test
+``layer.is_container`` to act on leaves only.
+
+Recipes (each is tested in ``tests/test_hook_patterns.py``):
+
+* fixed-point weights (PSG's 8-bit weights): in ``forward_input`` keep a copy
+  of ``layer.params["weight"]`` and overwrite it in place with its quantized
+  value -- the layer's forward *and* backward then use it -- and put the fp32
+  master back in ``on_after_backward`` (and in ``forward_output`` when
+  ``not layer.training``: evaluation has no backward), so the optimizer
+  updates the master;
+* dropping a batch (SMD): ``on_batch_begin`` returns False;
+* pruning dL/dy (Ye et al.): ``backward_output_grad`` returns the sparse
+  tensor and declares ``TensorFormat(sparse=True)`` for ``grad_output``;
+* skipping layers for an epoch (WUS, LARS): ``on_epoch_begin`` sets
+  ``requires_grad``; ``on_epoch_end`` reads ``state.history[-1]["test_acc"]``.
 """
 from __future__ import annotations
 
