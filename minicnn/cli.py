@@ -37,6 +37,23 @@ def _positive_int(s):
     return v
 
 
+def _nonneg_int(s):
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}")
+    return v
+
+
+def _positive_float(s):
+    v = _nonneg_float(s)
+    if v == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {s!r}")
+    return v
+
+
 def _nonneg_float(s):
     try:
         v = float(s)
@@ -62,9 +79,16 @@ def _energy_table(a):
     return table
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a malformed command line gets one line (and --help the full usage)."""
+
+    def error(self, message):
+        self.exit(2, f"minicnn: error: {message} (see: {self.prog} --help)\n")
+
+
 def _parser():
     from .models import MODELS
-    p = argparse.ArgumentParser(prog="minicnn", description="Train CNNs in NumPy+numba and count the cost of training.")
+    p = _Parser(prog="minicnn", description="Train CNNs in NumPy+numba and count the cost of training.")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model; with no arguments, a quick run on synthetic data")
@@ -78,15 +102,15 @@ def _parser():
     t.add_argument("--weight-decay", type=_nonneg_float, default=5e-4)
     t.add_argument("--nesterov", action="store_true")
     t.add_argument("--schedule", default="cosine", choices=("constant", "step", "cosine"))
-    t.add_argument("--augment", default="", help="comma-separated: flip,crop (default none)")
-    t.add_argument("--width", type=_nonneg_float, default=None, help="channel multiplier for alexnet-cifar/vgg11-cifar")
+    t.add_argument("--augment", default="none", help="comma-separated: flip,crop, or none (default)")
+    t.add_argument("--width", type=_positive_float, default=None, help="channel multiplier for alexnet-cifar/vgg11-cifar")
     t.add_argument("--train-images", type=_positive_int, default=None, help="train on a class-balanced subset")
     t.add_argument("--method", action="append", default=[], metavar="NAME[:key=value,...]",
                    help="a training method (repeatable); 'baseline' adds none")
     t.add_argument("--stats", action="store_true", help="record per-layer statistics (stats.jsonl)")
     t.add_argument("--stats-every", type=_positive_int, default=10, help="record statistics every k batches")
     _energy_args(t)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_nonneg_int, default=0)
     t.add_argument("--out", default=None, help="run directory (default runs/<model>-<dataset>-<time>)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -141,8 +165,12 @@ def cmd_train(a):
     epochs = a.epochs or (5 if a.dataset == "synthetic" else 4)
     ds = _load_data(a.dataset, a.data_dir)
     if a.train_images:
+        if a.train_images < ds.num_classes:
+            raise UserError(f"--train-images {a.train_images} is fewer than the {ds.num_classes} classes")
+        if a.train_images > len(ds.train_y):
+            print(f"note: --train-images {a.train_images} exceeds the {len(ds.train_y)} training images; using all")
         ds = subset(ds, min(a.train_images, len(ds.train_y)), len(ds.test_y), seed=a.seed)
-    augment = tuple(s for s in a.augment.split(",") if s.strip())
+    augment = a.augment
     options = {"width": a.width} if a.width is not None else {}
     if options and model_name not in ("alexnet-cifar", "vgg11-cifar"):
         raise UserError(f"--width applies to alexnet-cifar and vgg11-cifar, not {model_name}")
@@ -151,6 +179,8 @@ def cmd_train(a):
     opt = SGD(model, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay, nesterov=a.nesterov)
     schedule = make_schedule(a.schedule, a.lr, epochs)
     out = a.out or os.path.join("runs", f"{model_name}-{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out} is a file, not a directory")
     if os.path.isdir(out) and os.path.exists(os.path.join(out, "summary.json")):
         raise UserError(f"run directory {out} already holds a finished run; choose another --out")
     ledger = Ledger(model, energy=_energy_table(a), momentum=a.momentum > 0, weight_decay=a.weight_decay > 0)
@@ -182,6 +212,9 @@ def cmd_evaluate(a):
     n_out = model.output_shape((1, 3, 32, 32))[1]
     if n_out != ds.num_classes:
         raise UserError(f"checkpoint has {n_out} classes but dataset {ds.name} has {ds.num_classes}")
+    if meta.get("dataset") and meta["dataset"] != ds.name:
+        print(f"minicnn: warning: the checkpoint was trained on {meta['dataset']}, evaluating on {ds.name}",
+              file=sys.stderr)
     x, y = (ds.test_x, ds.test_y) if a.split == "test" else (ds.train_x, ds.train_y)
     if mean is None:
         from .data import channel_stats
@@ -216,6 +249,8 @@ def cmd_plot(a):
     from .plots import plot_runs
     for r in a.runs:
         _check_run_dir(r)
+    if a.out and os.path.exists(a.out) and not os.path.isdir(a.out):
+        raise UserError(f"--out {a.out} is a file, not a directory")
     paths = plot_runs(a.runs, a.out)
     for p in paths:
         print(p)
@@ -248,9 +283,10 @@ def main(argv=None) -> int:
     from .layers import ShapeError
     try:
         return COMMANDS[args.command](args)
-    except (UserError, DataError, ShapeError, ValueError, KeyError, FileNotFoundError, NotADirectoryError,
-            PermissionError, IsADirectoryError) as e:
-        msg = str(e).strip().strip("'\"") or type(e).__name__
+    except (UserError, DataError, ShapeError, ValueError, KeyError, OSError) as e:
+        # KeyError's str() is the repr of its argument: use the argument itself
+        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        msg = msg.strip() or type(e).__name__
         print(f"minicnn: error: {msg.splitlines()[0]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

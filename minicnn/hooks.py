@@ -31,7 +31,6 @@ Layer level (called by containers around every child layer, leaf or container)::
     backward_input_grad(layer, dx) -> dx
                                         after layer.backward produced dL/dx (None if not computed)
     observe_backward(layer, dy, dx)     after the transforms; observers only (ledger, stats)
-    annotate(layer, role, fmt)          never called by minicnn: see :class:`TensorFormat`
 
 Freezing is not a hook: a method sets ``layer.requires_grad[name] = False``
 (or calls ``layer.freeze()``) and the containers then stop backward at the
@@ -42,7 +41,9 @@ precision, sparsity) with ``state.formats.set(layer, role, TensorFormat(...))``
 so that the ledger counts that work at its real size; see ``minicnn.cost``.
 
 Layer-level hooks see containers too (a BasicBlock, a stage): test
-``layer.is_container`` to act on leaves only.
+``layer.is_container`` to act on leaves only. ``block_gate`` is asked in
+evaluation too: a gate that should only act in training tests
+``block.training``.
 
 Recipes (each is tested in ``tests/test_hook_patterns.py``):
 

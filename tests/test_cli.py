@@ -46,7 +46,7 @@ def test_default_train_runs_on_synthetic_data_and_writes_the_run(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["train", "--model", "resnet21"], "unknown model 'resnet21'"),
-    (["train", "--dataset", "cifar10"], "data"),
+    (["train", "--dataset", "cifar10"], "needs a data directory (--data-dir)"),
     (["train", "--dataset", "cifar10", "--data-dir", "/nonexistent/dir"], "/nonexistent/dir"),
     (["train", "--dataset", "imagenet"], "unknown dataset"),
     (["train", "--method", "nosuch"], "unknown method 'nosuch'"),
@@ -54,6 +54,12 @@ def test_default_train_runs_on_synthetic_data_and_writes_the_run(tmp_path):
     (["train", "--augment", "rotate", "--epochs", "1"], "rotate"),
     (["evaluate", "--checkpoint", "/nonexistent/model.npz"], "does not exist"),
     (["cost", "--model", "lenet"], "unknown model 'lenet'"),
+    (["train", "--model", "vgg11-cifar", "--width", "0.001"], "leaves a layer with no channels"),
+    (["train", "--width", "0"], "expected a number > 0"),
+    (["train", "--seed", "-3"], "expected an integer >= 0"),
+    (["train", "--train-images", "5"], "fewer than the 10 classes"),
+    (["train", "--method", "freeze:layers=nosuch"], "no layer matches 'nosuch'"),
+    (["evaluate", "--checkpoint", "."], "is a directory"),
     (["plot", "/nonexistent/run"], "does not exist"),
     (["inspect", "/nonexistent/run"], "does not exist"),
 ])
@@ -148,3 +154,33 @@ def test_energy_table_can_be_overridden(tmp_path):
     table.write_text('{"fp32_mul": 1.0}')
     r = run("cost", "--model", "convnet-small", "--energy-table", str(table))
     assert r.returncode == 1 and "unknown entries fp32_mul" in r.stderr
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", b"PK\x03\x04 truncated zip", None])
+def test_unreadable_checkpoints_are_one_line_errors(tmp_path, content):
+    path = tmp_path / "model.npz"
+    if content is None:                      # a real .npy file, not an .npz
+        np.save(tmp_path / "model.npy", np.zeros(3))
+        path = tmp_path / "model.npy"
+    else:
+        path.write_bytes(content)
+    r = run("evaluate", "--checkpoint", str(path))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "not a readable minicnn checkpoint" in r.stderr
+
+
+def test_out_that_is_a_file_is_refused(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("keep me")
+    r = run("train", "--out", str(f), "--epochs", "1")
+    assert r.returncode == 1 and "is a file" in r.stderr and f.read_text() == "keep me"
+
+
+def test_a_diverged_run_still_writes_valid_json(tmp_path):
+    out = tmp_path / "run"
+    r = run("train", "--lr", "1e9", "--epochs", "1", "--no-progress", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(open(out / "metrics.jsonl").readline(),
+                     parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert rec["test_loss"] is None or np.isfinite(rec["test_loss"])
+    json.load(open(out / "summary.json"), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))

@@ -116,6 +116,14 @@ def test_block_gate_runs_the_residual_branch_on_kept_samples_only():
     dy = rng.standard_normal(y.shape)
     dx = block.backward(dy)
     np.testing.assert_allclose(dx[~mask], dy[~mask] * (x[~mask] > 0))
+    # kept samples: input and parameter gradients equal the block's on those samples alone
+    ref.needs_input_grad = True
+    np.testing.assert_allclose(dx[mask], ref.backward(dy[mask]), rtol=1e-10, atol=1e-12)
+    for name in ("conv1", "bn1", "conv2", "bn2"):
+        for p in getattr(block, name).params:
+            np.testing.assert_allclose(getattr(block, name).grads[p], getattr(ref, name).grads[p],
+                                       rtol=1e-10, atol=1e-12)
+    assert spy.fwd.count("conv1") == 1
 
 
 class FreezeNamed(Hook):
@@ -154,3 +162,54 @@ def test_a_method_outside_layers_saves_work_in_the_ledger():
     assert frozen.dense_totals()["total"].macs == base.dense_totals()["total"].macs
     assert frozen.summary()["savings"]["macs"] > 0.15
     assert base.summary()["savings"]["macs"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_duplicate_child_names_are_refused():
+    from minicnn.layers import Linear
+    with pytest.raises(ValueError, match="two children are named 'a'"):
+        Sequential(("a", Linear(2, 2)), ("a", Linear(2, 2)))
+
+
+def test_freeze_method_gives_back_only_what_it_froze():
+    from types import SimpleNamespace
+    from minicnn.methods import build_methods
+    model = build("convnet-small")
+    model["conv2"].freeze()                                   # frozen by someone else
+    (method,) = build_methods(["freeze:layers=conv1+conv2,start=0,stop=1"])
+    state = SimpleNamespace(model=model, epoch=0)
+    method.on_train_begin(state)
+    method.on_epoch_begin(state)
+    assert not model["conv1"].requires_grad["weight"] and not model["conv2"].requires_grad["weight"]
+    state.epoch = 1
+    method.on_epoch_begin(state)
+    assert model["conv1"].requires_grad["weight"] and not model["conv2"].requires_grad["weight"]
+
+
+def test_ledger_follows_the_optimizer_so_a_plain_run_saves_nothing():
+    from minicnn.cost import Ledger
+    from minicnn.data import synthetic
+    from minicnn.training import SGD, ConstantLR, Trainer
+    ds = synthetic(n_train=64, n_test=16, seed=0)
+    for momentum, wd in [(0.0, 0.0), (0.9, 5e-4)]:
+        model = build("convnet-small")
+        ledger = Ledger(model)                                # defaults differ from this optimizer
+        Trainer(model, ds, SGD(model, 0.01, momentum=momentum, weight_decay=wd), ConstantLR(0.01), 1,
+                batch_size=32, ledger=ledger, progress=False).fit()
+        assert all(v == pytest.approx(0.0, abs=1e-12) for v in ledger.summary()["savings"].values())
+
+
+def test_an_epoch_with_every_batch_dropped_reports_no_train_figures(tmp_path, capsys):
+    import json
+    from minicnn.data import synthetic
+    from minicnn.training import SGD, ConstantLR, Trainer
+
+    class DropAll(Hook):
+        def on_batch_begin(self, state):
+            return False
+    ds = synthetic(n_train=64, n_test=16, seed=0)
+    model = build("convnet-small")
+    Trainer(model, ds, SGD(model, 0.01), ConstantLR(0.01), 1, batch_size=32, methods=[DropAll()],
+            run_dir=str(tmp_path), progress=False, verbose=True).fit()
+    assert "train loss n/a" in capsys.readouterr().out
+    rec = json.loads(open(tmp_path / "metrics.jsonl").readline())
+    assert rec["train_loss"] is None and rec["batches_dropped_cum"] == 2

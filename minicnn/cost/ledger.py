@@ -123,7 +123,7 @@ class Ledger(Hook):
         """Forget everything counted (actual and dense)."""
         self._actual: dict[str, dict[str, Counts]] = {}
         self._dense: dict[str, dict[str, Counts]] = {}
-        self._seen: dict[str, tuple[Tensor, Tensor]] = {}   # last train-mode forward (x, y) per layer
+        self._seen: dict[str, tuple[Tensor, Tensor, bool]] = {}   # last forward (x, y, training) per layer
         self._types: dict[str, str] = {}
         self.dense_steps = 0
         self.dense_images = 0

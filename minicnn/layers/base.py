@@ -120,14 +120,6 @@ class Layer:
         """The output shape for an input of ``input_shape`` (raises ShapeError)."""
         raise NotImplementedError
 
-    def check_input(self, x: np.ndarray, ndim: int, channels: int | None = None, what="channels") -> None:
-        """Raise a ShapeError naming this layer if ``x`` does not fit."""
-        if x.ndim != ndim:
-            raise ShapeError(f"{self.name}: expected a {ndim}-D input, got shape {tuple(x.shape)}")
-        if channels is not None and x.shape[1] != channels:
-            raise ShapeError(
-                f"{self.name}: expected {channels} input {what} (dim 1), got input of shape {tuple(x.shape)}")
-
     # -- the contract ---------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError

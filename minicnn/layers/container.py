@@ -34,12 +34,20 @@ class Container(Layer):
     def children(self) -> list[Layer]:
         return [c for _, c in self.named_children()]
 
-    def _name_children(self) -> None:
-        """Give every descendant its qualified name ("stage1.0.conv1")."""
+    def _name_children(self, prefix: str = "") -> None:
+        """Give every descendant its qualified name ("layer1.0.conv1"); names must be unique.
+
+        Called with no prefix by a container on its own children; a parent
+        calls it again with the child's name when the child is placed in it.
+        """
+        seen = set()
         for short, child in self.named_children():
-            child.name = short if self.name in ("", type(self).__name__, "model") else f"{self.name}.{short}"
+            if short in seen:
+                raise ValueError(f"{self.name}: two children are named {short!r}")
+            seen.add(short)
+            child.name = f"{prefix}.{short}" if prefix else short
             if child.is_container:
-                child._name_children()
+                child._name_children(child.name)
 
     def set_hooks(self, hooks: HookList) -> None:
         """Attach a HookList to this container and every container inside it."""

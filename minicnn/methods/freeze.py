@@ -34,10 +34,17 @@ class Freeze(Method):
         if not found:
             raise ValueError(f"method freeze: no layer matches {self.layers!r}")
         self._found = [m for m in found if m.params]
+        self._frozen = []
 
     def on_epoch_begin(self, state):
         active = self.start <= state.epoch < self.stop
-        for layer in self._found:
-            for name in layer.params:
-                if self.params in ("all", name):
-                    layer.requires_grad[name] = not active
+        if active:
+            for layer in self._found:
+                for name in layer.params:
+                    if self.params in ("all", name) and layer.requires_grad[name]:
+                        layer.requires_grad[name] = False
+                        self._frozen.append((layer, name))
+        else:   # give back only what this method froze, not what another method froze
+            for layer, name in self._frozen:
+                layer.requires_grad[name] = True
+            self._frozen = []

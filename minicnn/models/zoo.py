@@ -76,8 +76,19 @@ def resnet_cifar(n, num_classes, dtype, rng):
     return layers
 
 
+def _scaled(channels, width, name):
+    """Channel counts times ``width``, rounded; every layer must keep at least one channel."""
+    if not width > 0:
+        raise ValueError(f"{name}: width must be > 0, got {width}")
+    out = [int(round(c * width)) for c in channels]
+    if min(out) < 1:
+        raise ValueError(f"{name}: width {width} leaves a layer with no channels "
+                         f"(smallest width allowed: {0.5 / min(channels):.3g})")
+    return out
+
+
 def alexnet_cifar(num_classes, dtype, rng, width=1.0):
-    c = [max(1, int(round(k * width))) for k in (64, 192, 384, 256, 256)]
+    c = _scaled((64, 192, 384, 256, 256), width, "alexnet-cifar")
     spec = [(3, c[0], 11, 4, 5), (c[0], c[1], 5, 1, 2), (c[1], c[2], 3, 1, 1), (c[2], c[3], 3, 1, 1),
             (c[3], c[4], 3, 1, 1)]
     layers = []
@@ -96,13 +107,14 @@ VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
 
 def vgg11_cifar(num_classes, dtype, rng, width=1.0):
     layers, cin, i, p = [], 3, 0, 0
+    widths = iter(_scaled([v for v in VGG11 if v != "M"], width, "vgg11-cifar"))
     for v in VGG11:
         if v == "M":
             p += 1
             layers.append((f"pool{p}", MaxPool2d(2, dtype=dtype)))
         else:
             i += 1
-            cout = max(1, int(round(v * width)))
+            cout = next(widths)
             layers += [(f"conv{i}", Conv2d(cin, cout, 3, padding=1, dtype=dtype, rng=rng)), (f"relu{i}", ReLU(dtype=dtype))]
             cin = cout
     layers += [("flatten", Flatten(dtype=dtype)), ("fc", Linear(cin, num_classes, dtype=dtype, rng=rng))]

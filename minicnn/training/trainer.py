@@ -21,8 +21,10 @@ A run directory holds ``metrics.jsonl`` (one JSON object per epoch),
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,7 +115,10 @@ class Trainer:
                                 num_batches=len(self.train_iter), rng=np.random.default_rng(seed + 1),
                                 ledger=ledger, run_dir=run_dir)
         if ledger is not None:
+            # one source of truth: the ledger counts the update the optimizer really does
             ledger.formats = self.state.formats
+            ledger.momentum = bool(optimizer.momentum)
+            ledger.weight_decay = bool(optimizer.weight_decay)
 
     # -- one step ---------------------------------------------------------------
     def train_step(self, x, y):
@@ -141,12 +146,12 @@ class Trainer:
     def fit(self):
         s, hooks = self.state, self.hooks
         self._t0 = time.perf_counter()
+        hooks.call("on_train_begin", s)          # methods check their options before anything is written
         if self.run_dir:
             os.makedirs(self.run_dir, exist_ok=True)
             open(os.path.join(self.run_dir, "metrics.jsonl"), "w").close()
             if self.stats is not None and hasattr(self.stats, "attach"):
                 self.stats.attach(self.run_dir)
-        hooks.call("on_train_begin", s)
         for epoch in range(self.epochs):
             s.epoch = epoch
             s.lr = self.optimizer.lr = self.schedule.lr_at(epoch)
@@ -175,9 +180,9 @@ class Trainer:
             record = self._end_epoch(epoch, loss_sum, correct, seen)
             hooks.call("on_epoch_end", s)
             if self.verbose:
-                print(f"epoch {epoch + 1}/{self.epochs}: train loss {record['train_loss']:.4f} "
-                      f"acc {record['train_acc']:.4f} | test loss {record['test_loss']:.4f} "
-                      f"acc {record['test_acc']:.4f} | {record['wall_time_s']:.1f}s", flush=True)
+                print(f"epoch {epoch + 1}/{self.epochs}: train loss {_fmt(record['train_loss'])} "
+                      f"acc {_fmt(record['train_acc'])} | test loss {_fmt(record['test_loss'])} "
+                      f"acc {_fmt(record['test_acc'])} | {record['wall_time_s']:.1f}s", flush=True)
             if s.stop_training:
                 break
         hooks.call("on_train_end", s)
@@ -200,7 +205,7 @@ class Trainer:
                   "train_acc": correct / seen if seen else None,
                   "test_loss": ev["loss"], "test_acc": ev["accuracy"],
                   "wall_time_s": time.perf_counter() - self._t0,
-                  "batches": s.batches_done, "batches_dropped": s.batches_dropped}
+                  "batches_cum": s.batches_done, "batches_dropped_cum": s.batches_dropped}
         if self.ledger is not None:
             tot = self.ledger.totals()["total"]
             dense = self.ledger.dense_totals()["total"]
@@ -209,7 +214,7 @@ class Trainer:
         s.history.append(record)
         if self.run_dir:
             with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(_finite(record), allow_nan=False) + "\n")
         return record
 
     def _finish(self):
@@ -236,7 +241,7 @@ class Trainer:
             summary.update(self.ledger.summary())
         if self.run_dir:
             with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
-                json.dump(summary, f, indent=2)
+                json.dump(_finite(summary), f, indent=2, allow_nan=False)
             if self.ledger is not None:
                 self.ledger.save(os.path.join(self.run_dir, "cost.json"))
             if self.stats is not None:
@@ -244,6 +249,21 @@ class Trainer:
             save_checkpoint(self.model, os.path.join(self.run_dir, "model.npz"),
                             mean=self.mean, std=self.std, dataset=ds.name, classes=ds.classes)
         return summary
+
+
+def _fmt(v):
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _finite(obj):
+    """JSON has no NaN or infinity: write them as null (a diverged run stays readable)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def save_checkpoint(model, path, mean=None, std=None, **meta):
@@ -259,18 +279,23 @@ def save_checkpoint(model, path, mean=None, std=None, **meta):
 def load_checkpoint(path):
     """Rebuild the model saved by :func:`save_checkpoint`; returns (model, meta, mean, std)."""
     from ..models import build
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"checkpoint {path} is a directory; give the model.npz inside a run directory")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":               # every .npz is a zip archive
+                raise ValueError("not an .npz archive")
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             state = {k[len("state/"):]: z[k] for k in z.files if k.startswith("state/")}
             mean = z["norm_mean"] if "norm_mean" in z.files else None
             std = z["norm_std"] if "norm_std" in z.files else None
-    except (KeyError, ValueError, OSError) as e:
-        raise ValueError(f"{path} is not a minicnn checkpoint ({e})") from None
-    if not meta.get("arch"):
-        raise ValueError(f"{path} does not record which model it holds")
-    model = build(meta["arch"], **meta.get("config", {}))
-    model.load_state_dict(state)
+        if not isinstance(meta, dict) or not meta.get("arch"):
+            raise ValueError("it does not record which model it holds")
+        model = build(meta["arch"], **meta.get("config", {}))
+        model.load_state_dict(state)
+    except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path} is not a readable minicnn checkpoint: {e}") from None
     return model, meta, mean, std
