@@ -83,9 +83,11 @@ class Container(Layer):
 
     def load_state_dict(self, state: dict) -> None:
         own = self.state_dict()
-        missing = sorted(set(own) - set(state))
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing:
             raise KeyError(f"checkpoint lacks {len(missing)} entries, e.g. {missing[0]}")
+        if unexpected:
+            raise KeyError(f"checkpoint has {len(unexpected)} entries this model lacks, e.g. {unexpected[0]}")
         for k, v in own.items():
             if tuple(state[k].shape) != v.shape:
                 raise ValueError(f"checkpoint entry {k} has shape {tuple(state[k].shape)}, model expects {v.shape}")

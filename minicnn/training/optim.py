@@ -57,9 +57,6 @@ class SGD:
             updated.append((layer, name))
         return updated
 
-    def state_dict(self):
-        return {f"momentum.{k}": v for k, v in self.state.items()}
-
 
 class ConstantLR:
     def __init__(self, base_lr: float):
