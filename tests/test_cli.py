@@ -55,7 +55,7 @@ def test_default_train_runs_on_synthetic_data_and_writes_the_run(tmp_path):
     (["evaluate", "--checkpoint", "/nonexistent/model.npz"], "does not exist"),
     (["cost", "--model", "lenet"], "unknown model 'lenet'"),
     (["train", "--model", "vgg11-cifar", "--width", "0.001"], "leaves a layer with no channels"),
-    (["train", "--width", "0"], "expected a number > 0"),
+    (["train", "--width", "0"], "expected a finite number > 0"),
     (["train", "--seed", "-3"], "expected an integer >= 0"),
     (["train", "--train-images", "5"], "fewer than the 10 classes"),
     (["train", "--method", "freeze:layers=nosuch"], "no layer matches 'nosuch'"),
