@@ -178,13 +178,19 @@ def _cifar10_train_files(folder: Path, suffix: str) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def _load_cifar10_python(folder: Path) -> Dataset:
-    train_files = _cifar10_train_files(folder, '')
+def _cifar10_batches(folder: Path, suffix: str) -> tuple[list[Path], Path]:
+    """The training batches present (at least one) and the test batch (required) of either format."""
+    train_files = _cifar10_train_files(folder, suffix)
     if not train_files:
-        raise DataError(f"no training batch in {folder}: expected data_batch_1 .. data_batch_5")
-    test_file = folder / 'test_batch'
+        raise DataError(f"no training batch in {folder}: expected data_batch_1{suffix} .. data_batch_5{suffix}")
+    test_file = folder / f'test_batch{suffix}'
     if not test_file.is_file():
         raise DataError(f"missing file {test_file} (the CIFAR-10 test batch)")
+    return train_files, test_file
+
+
+def _load_cifar10_python(folder: Path) -> Dataset:
+    train_files, test_file = _cifar10_batches(folder, '')
     classes = list(CIFAR10_CLASSES)
     meta = folder / 'batches.meta'
     if meta.is_file():
@@ -266,12 +272,7 @@ def _read_names(path: Path, default: list[str]) -> list[str]:
 
 
 def _load_cifar10_binary(folder: Path) -> Dataset:
-    train_files = _cifar10_train_files(folder, '.bin')
-    if not train_files:
-        raise DataError(f"no training batch in {folder}: expected data_batch_1.bin .. data_batch_5.bin")
-    test_file = folder / 'test_batch.bin'
-    if not test_file.is_file():
-        raise DataError(f"missing file {test_file} (the CIFAR-10 test batch)")
+    train_files, test_file = _cifar10_batches(folder, '.bin')
     classes = _read_names(folder / 'batches.meta.txt', CIFAR10_CLASSES)
     xs, ys = [], []
     for f in train_files:
