@@ -77,20 +77,14 @@ class Stats:
 
     def series(self, layer: str, tensor: str, field: str):
         """(steps, values) of a batch-record field; missing values become NaN."""
-        recs = self.batch_records(layer, tensor)
-        steps = np.array([r["step"] for r in recs], dtype=np.int64)
-        vals = np.array([np.nan if r.get(field) is None else r[field] for r in recs], dtype=np.float64)
-        return steps, vals
+        return _columns(self.batch_records(layer, tensor), "step", field)
 
     def epoch_records(self, layer: str, param: str) -> list[dict]:
         return [r for r in self.epoch if r["layer"] == layer and r["param"] == param]
 
     def epoch_series(self, layer: str, param: str, field: str):
         """(epochs, values) of an epoch-record field (norm, update_norm, lars, ...)."""
-        recs = self.epoch_records(layer, param)
-        ep = np.array([r["epoch"] for r in recs], dtype=np.int64)
-        vals = np.array([np.nan if r.get(field) is None else r[field] for r in recs], dtype=np.float64)
-        return ep, vals
+        return _columns(self.epoch_records(layer, param), "epoch", field)
 
     def epoch_mean(self, layer: str, tensor: str, field: str) -> dict[int, float]:
         """Per epoch, the mean of a batch-record field over that epoch's records."""
@@ -116,6 +110,13 @@ class Stats:
         zeros = np.array([r["zeros"] for r in recs], dtype=np.int64)
         n = np.array([r["n_hist"] for r in recs], dtype=np.int64)
         return steps, epochs, pos, neg, zeros, n
+
+
+def _columns(recs: list[dict], key: str, field: str):
+    """(keys as int64, values as float64 with a missing/null value as NaN) of a list of records."""
+    keys = np.array([r[key] for r in recs], dtype=np.int64)
+    vals = np.array([np.nan if r.get(field) is None else r[field] for r in recs], dtype=np.float64)
+    return keys, vals
 
 
 def load_stats(run_dir: str) -> Stats:
