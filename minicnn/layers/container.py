@@ -113,16 +113,15 @@ class Container(Layer):
 
         Returns dL/d(input of chain[0]) if ``need_input_grad`` else None.
         """
-        # lowest = index of the first child that must be visited at all
-        trains = [c.trainable() for c in chain]
+        # lowest = the first child (in forward order) that trains: nothing below it is visited
         if need_input_grad:
             lowest = 0
         else:
-            lowest = next((i for i, t in enumerate(trains) if t), len(chain))
+            lowest = next((i for i, c in enumerate(chain) if c.trainable()), len(chain))
         for i in range(len(chain) - 1, lowest - 1, -1):
             child = chain[i]
-            # dL/dx of child i feeds child i-1: needed if anything below trains
-            child.needs_input_grad = need_input_grad or any(trains[:i])
+            # dL/dx of child i feeds child i-1: needed if some child below i trains, i.e. i > lowest
+            child.needs_input_grad = need_input_grad or i > lowest
             dy = self._backward_child(child, dy)
         return dy if need_input_grad and chain else None
 
