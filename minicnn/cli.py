@@ -174,11 +174,11 @@ def cmd_train(a):
         stats = StatsRecorder(model, every=a.stats_every)
     config = {k: v for k, v in vars(a).items() if k not in ("command", "no_progress")}
     config.update(model=model_name, epochs=epochs)
-    print(f"training {model_name} on {ds.name} ({len(ds.train_y)} train / {len(ds.test_y)} test images), "
-          f"{epochs} epochs, methods: {', '.join(m.describe() for m in methods) or 'baseline'}", flush=True)
     trainer = Trainer(model, ds, opt, schedule, epochs, batch_size=a.batch_size, augment=augment,
                       methods=methods, ledger=ledger, stats=stats, run_dir=out, seed=a.seed,
                       progress=not a.no_progress, verbose=True, config=config)
+    print(f"training {model_name} on {ds.name} ({len(ds.train_y)} train / {len(ds.test_y)} test images), "
+          f"{epochs} epochs, methods: {', '.join(m.describe() for m in methods) or 'baseline'}", flush=True)
     summary = trainer.fit()
     sv = summary.get("savings", {})
     print(f"final test accuracy {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f}), "
