@@ -1,0 +1,103 @@
+"""LARS layer skipping (Miyauchi et al. §III Eq. 1-3, Alg. 1, §IV): the controller and the model layout."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from minicnn.methods.lars_skip import LarsSkipController, conv_layout, layer_nw
+from minicnn.models import build
+
+CONVS = ["c1", "c2", "c3", "c4", "c5"]
+ALL = list(range(6))
+
+
+def test_nw_of_weights_with_known_norms():
+    w0 = np.zeros((2, 2, 3, 3), np.float32)
+    w0[0, 0, 0, 0] = 3.0
+    w1 = w0.copy()
+    w1[0, 0, 0, 1] = 4.0                 # ||W|| = 5, ||dW|| = 4
+    assert layer_nw(w1, w0) == pytest.approx(5 / 4)
+    assert layer_nw(w0, w0) == math.inf  # a weight that did not move
+
+
+def test_deepest_conv_over_alpha_freezes_the_prefix():
+    c = LarsSkipController(alpha=2.0)
+    nw = {"c1": 10.0, "c2": 1.0, "c3": 3.0, "c4": 1.5, "c5": 0.5}
+    k, _ = c.decide(nw, acc_fell=False, conv_order=CONVS, allowed=ALL)
+    assert k == 3                        # l* = c3 (deepest over 2): c1..c3 frozen, c2's own nw does not matter
+    assert c.decide({n: 0.1 for n in CONVS}, False, CONVS, ALL)[0] == 0      # nobody over alpha: full
+    assert c.decide({n: 2.0 for n in CONVS}, False, CONVS, ALL)[0] == 0      # "exceeds": strictly greater
+
+
+def test_accuracy_drop_gives_a_full_epoch():
+    c = LarsSkipController(alpha=2.0)
+    k, reason = c.decide({n: 100.0 for n in CONVS}, acc_fell=True, conv_order=CONVS, allowed=ALL)
+    assert k == 0 and "accuracy" in reason
+
+
+def test_frozen_layers_are_not_kept_frozen_for_ever():
+    """Epoch N froze c1..c3 (their dW = 0, nw = inf). Only c4, c5 trained; both under alpha -> full epoch."""
+    c = LarsSkipController(alpha=2.0)
+    assert c.decide({"c1": 1, "c2": 1, "c3": 9.0, "c4": 1, "c5": 1}, False, CONVS, ALL)[0] == 3
+    measured = {"c4": 1.0, "c5": 1.5}
+    assert c.decide(measured, False, CONVS, ALL)[0] == 0
+    # even if a caller passes the frozen convs' infinite nw, only trained convs count
+    c.decide({"c3": 9.0}, False, CONVS, ALL)
+    polluted = {"c1": math.inf, "c2": math.inf, "c3": math.inf, "c4": 1.0, "c5": 1.5}
+    assert c.decide(polluted, False, CONVS, ALL, trained=["c4", "c5"])[0] == 0
+
+
+def test_a_trained_conv_over_alpha_extends_the_prefix():
+    c = LarsSkipController(alpha=2.0)
+    c.decide({"c2": 5.0}, False, CONVS, ALL)
+    assert c.decide({"c3": 1.0, "c4": 7.0, "c5": 1.0}, False, CONVS, ALL)[0] == 4
+
+
+def test_snap_down_to_block_boundary():
+    c = LarsSkipController(alpha=2.0)
+    allowed = [0, 1, 3, 5]               # a stem conv, then blocks of two convs: (c2, c3), (c4, c5)
+    assert c.decide({"c4": 9.0, "c5": 1.0}, False, CONVS, allowed)[0] == 3   # c4 is mid-block: freeze c1..c3
+    assert c.decide({"c3": 9.0}, False, CONVS, allowed)[0] == 3
+    assert c.decide({"c2": 9.0, "c3": 1.0}, False, CONVS, allowed)[0] == 1
+    assert c.decide({"c5": 9.0}, False, CONVS, allowed)[0] == 5
+
+
+def test_alternate_mode():
+    c = LarsSkipController(alpha=2.0, mode="alternate")
+    hot = {n: 9.0 for n in CONVS}
+    seq = [c.decide(hot, False, CONVS, ALL)[0] for _ in range(4)]
+    assert seq == [5, 0, 5, 0]
+    auto = LarsSkipController(alpha=2.0)
+    assert [auto.decide(hot, False, CONVS, ALL)[0] for _ in range(3)] == [5, 5, 5]
+
+
+@pytest.mark.parametrize("kw", [dict(alpha=0), dict(alpha=float("inf")), dict(alpha=1.0, mode="sometimes")])
+def test_bad_options(kw):
+    with pytest.raises(ValueError):
+        LarsSkipController(**kw)
+
+
+def test_layout_convnet_small():
+    m = build("convnet-small", num_classes=10, seed=0)
+    convs, allowed, frozen = conv_layout(m)
+    assert [c.name for c in convs] == ["conv1", "conv2", "conv3", "conv4"]
+    assert allowed == [0, 1, 2, 3, 4]
+    assert frozen[0] == []
+    assert {f"{l.name}.{p}" for l, p in frozen[2]} == {"conv1.weight", "bn1.weight", "bn1.bias",
+                                                        "conv2.weight", "bn2.weight", "bn2.bias"}
+    assert "fc.weight" not in {f"{l.name}.{p}" for l, p in frozen[4]}       # a linear layer is never frozen
+    assert len(frozen[4]) == 4 * 3
+
+
+def test_layout_resnet20_whole_blocks():
+    m = build("resnet20", num_classes=10, seed=0)
+    convs, allowed, frozen = conv_layout(m)
+    assert len(convs) == 21
+    # stem | 3 blocks of 2 | layer2.0 has 3 convs (projection) then 2, 2 | same for layer3
+    assert allowed == [0, 1, 3, 5, 7, 10, 12, 14, 17, 19, 21]
+    names = {l.name for l, _ in frozen[10]}
+    assert "layer2.0.shortcut_conv" in names and "layer2.0.shortcut_bn" in names
+    assert not any(n.startswith("layer2.1") for n in names)
+    assert {l.name for l, _ in frozen[21]} >= {"layer3.2.bn2"} and "fc" not in {l.name for l, _ in frozen[21]}
