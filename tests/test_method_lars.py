@@ -101,3 +101,46 @@ def test_layout_resnet20_whole_blocks():
     assert "layer2.0.shortcut_conv" in names and "layer2.0.shortcut_bn" in names
     assert not any(n.startswith("layer2.1") for n in names)
     assert {l.name for l, _ in frozen[21]} >= {"layer3.2.bn2"} and "fc" not in {l.name for l, _ in frozen[21]}
+
+
+# -- the method on a real model: a frozen prefix is never visited by backward -----------------------------
+from minicnn.methods.lars_skip import LarsSkip  # noqa: E402
+
+from _method_helpers import count_backward_calls, fake_state, one_step  # noqa: E402
+
+
+def test_frozen_prefix_backward_never_runs_resnet8():
+    m = build("resnet8", num_classes=10, seed=0)
+    meth = LarsSkip(alpha=2.0)
+    st = fake_state(m)
+    meth.on_train_begin(st)
+    assert meth._allowed == [0, 1, 3, 6, 9]
+    meth._k = 3                                    # stem + layer1.0 frozen
+    meth.on_epoch_begin(st)
+    calls = count_backward_calls(m)
+    one_step(m)
+    ran = {k for k, v in calls.items() if v}
+    assert not any(n in ran for n in ("conv1", "bn1", "relu1")) and not any(n.startswith("layer1.") for n in ran)
+    assert "layer2.0.conv1" in ran
+    # the first trained conv computes dW but no dx (nothing below it trains)
+    assert m["layer2"][0].conv1.grads["weight"] is not None
+    assert all(l.grads[p] is None for l, p in meth._frozen)
+    # only the convs that trained are measured at the epoch's end
+    m["layer2"][0].conv1.params["weight"] *= 1.5
+    meth.on_epoch_end(st)
+    assert set(meth.history[-1]["nw"]) == {c.name for c in meth._convs[3:]}
+    assert meth.history[-1]["nw"]["layer2.0.conv1"] == pytest.approx(3.0)    # ||1.5W|| / ||0.5W||
+
+
+def test_next_epoch_gives_back_the_prefix():
+    m = build("convnet-small", num_classes=10, seed=0)
+    meth = LarsSkip(alpha=2.0)
+    st = fake_state(m)
+    meth.on_train_begin(st)
+    meth._k = 2
+    meth.on_epoch_begin(st)
+    assert not m["conv2"].requires_grad["weight"] and not m["bn2"].requires_grad["bias"]
+    assert m["conv3"].requires_grad["weight"]
+    meth._k = 0
+    meth.on_epoch_begin(st)
+    assert all(l.requires_grad[p] for _, l, p in m.named_parameters())

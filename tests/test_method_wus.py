@@ -137,3 +137,71 @@ def test_targets_are_last_biases_with_bn_beta_standing_in():
     assert names == ["layer3.0.bn2.bias", "layer3.0.shortcut_bn.bias", "fc.bias"]
     with pytest.raises(ValueError):
         wus_targets(m, 99)
+
+
+# -- the method on a real model: what a WUS epoch computes ---------------------------------------------
+from minicnn.methods.wus import WeightUpdateSkipping  # noqa: E402
+
+from _method_helpers import count_backward_calls, fake_state, one_step  # noqa: E402
+
+
+@pytest.mark.parametrize("arch", ["convnet-small", "resnet8"])
+def test_wus_epoch_computes_only_the_last_bias_gradient(arch):
+    """1L: backward runs fc's backward alone, which computes dL/db only (no dW, no dx); no other layer's
+    backward is ever called -- the frozen gradients are never computed, not computed and discarded."""
+    m = build(arch, num_classes=10, seed=0)
+    meth = WeightUpdateSkipping()
+    st = fake_state(m)
+    meth.on_train_begin(st)
+    meth.controller.initial_epoch = -1            # make epoch 0 eligible
+    meth.on_epoch_begin(st)
+    assert meth.kinds == [WUS]
+    calls = count_backward_calls(m)
+    one_step(m)
+    assert {k: v for k, v in calls.items() if v} == {"fc": 1}
+    assert m["fc"].grads["bias"] is not None and m["fc"].grads["weight"] is None
+    assert all(g is None for _, l, p in m.named_parameters() if (l.name, p) != ("fc", "bias")
+               for g in [l.grads[p]])
+
+
+def test_wus_2l_on_resnet_stops_at_the_last_blocks_bn():
+    m = build("resnet8", num_classes=10, seed=0)
+    meth = WeightUpdateSkipping(layers=2)
+    st = fake_state(m)
+    meth.on_train_begin(st)
+    meth.controller.initial_epoch = -1
+    meth.on_epoch_begin(st)
+    calls = count_backward_calls(m)
+    one_step(m)
+    ran = {k for k, v in calls.items() if v}
+    # layer3.0's last weight layer in leaf order is shortcut_conv, so its BN's beta is the second bias
+    assert meth.summary_record(None)["targets"] == ["layer3.0.shortcut_bn.bias", "fc.bias"]
+    assert ran == {"fc", "pool", "layer3.0.relu_out", "layer3.0.shortcut_bn"}
+    assert m["layer3"][0].shortcut_bn.grads["weight"] is None
+    assert m["layer3"][0].shortcut_bn.grads["bias"] is not None
+
+
+def test_normal_epoch_gives_back_only_what_wus_froze():
+    m = build("convnet-small", num_classes=10, seed=0)
+    m["conv1"].requires_grad["weight"] = False    # frozen by someone else
+    meth = WeightUpdateSkipping()
+    st = fake_state(m)
+    meth.on_train_begin(st)
+    meth.controller.initial_epoch = -1
+    meth.on_epoch_begin(st)
+    assert not m["conv2"].requires_grad["weight"]
+    meth.controller.previous_epoch = 0            # patience ran out at epoch 0: epoch 1 is normal
+    st.epoch = 1
+    meth.on_epoch_begin(st)
+    assert meth.kinds == [WUS, NORMAL]
+    assert m["conv2"].requires_grad["weight"] and not m["conv1"].requires_grad["weight"]
+
+
+def test_eq1_fraction_of_updates_skipped():
+    m = build("convnet-small", num_classes=10, seed=0)
+    meth = WeightUpdateSkipping()
+    meth.on_train_begin(fake_state(m))
+    meth.kinds = [NORMAL, NORMAL, WUS, WUS]
+    n = m.num_params()
+    expected = 1 - (2 * 10 + 2 * n) / (4 * n)     # b_x = fc.bias, 10 values
+    assert meth.updates_skipped_fraction() == pytest.approx(expected)

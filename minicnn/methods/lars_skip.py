@@ -67,16 +67,7 @@ import math
 
 import numpy as np
 
-from .base import Method
-
-try:  # the method contract (register_method) lands on main with the lead's rewrite
-    from .base import register_method
-except ImportError:  # pragma: no cover - removed once the contract is merged
-    def register_method(name):
-        def deco(cls):
-            cls.name = name
-            return cls
-        return deco
+from .base import Method, register_method
 
 #: PROVISIONAL until measured on the CIFAR-10 slice (see the module docstring on calibration)
 DEFAULT_ALPHA = 50.0

@@ -50,16 +50,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Method
-
-try:  # the method contract (register_method) lands on main with the lead's rewrite
-    from .base import register_method
-except ImportError:  # pragma: no cover - removed once the contract is merged
-    def register_method(name):
-        def deco(cls):
-            cls.name = name
-            return cls
-        return deco
+from .base import Method, register_method
 
 
 class DropDecider:
@@ -91,7 +82,6 @@ class SMD(Method):
         if not (epochs_scale > 0 and np.isfinite(epochs_scale)):
             raise ValueError(f"method smd: epochs_scale must be a positive number, got {epochs_scale}")
         self.p, self.epochs_scale = float(p), float(epochs_scale)
-        self.rng = np.random.default_rng(0)    # the trainer replaces it with the method's own stream
         self._kept = self._dropped = 0          # this epoch
         self._kept_total = self._dropped_total = 0
 

@@ -71,16 +71,7 @@ import math
 
 import numpy as np
 
-from .base import Method
-
-try:  # the method contract (register_method) lands on main with the lead's rewrite
-    from .base import register_method
-except ImportError:  # pragma: no cover - removed once the contract is merged
-    def register_method(name):
-        def deco(cls):
-            cls.name = name
-            return cls
-        return deco
+from .base import Method, register_method
 
 NORMAL, WUS = "normal", "wus"
 
@@ -205,6 +196,10 @@ class _WUSBase(Method):
         self._prev_lr: float | None = None
 
     def on_train_begin(self, state):
+        sched = getattr(state, "schedule", None)
+        if self.lr_reset and type(sched).__name__ == "CosineLR":
+            raise ValueError(f"method {self.name}: a cosine schedule changes the learning rate every epoch, "
+                             "so every epoch would be normal (§3.2.2); give --schedule step or --milestones E1,E2,...")
         model = state.model
         self._targets = wus_targets(model, self.layers)
         self._all = [(m, n) for _, m, n in model.named_parameters()]

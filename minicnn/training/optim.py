@@ -91,41 +91,6 @@ class CosineLR:
 
 
 class MultiStepLR:
-    """``lr = base_lr * gamma ** (number of milestones <= epoch)`` (torch MultiStepLR, stepped per epoch)."""
-
-    def __init__(self, base_lr: float, milestones, gamma: float = 0.1):
-        ms = sorted(int(m) for m in milestones)
-        if any(m < 1 for m in ms):
-            raise ValueError(f"MultiStepLR: milestones must be epochs >= 1, got {list(milestones)}")
-        self.base_lr, self.milestones, self.gamma = base_lr, ms, gamma
-
-    def lr_at(self, epoch: int) -> float:
-        return self.base_lr * self.gamma ** sum(1 for m in self.milestones if m <= epoch)
-
-
-def stretch_milestones(milestones, scale: float) -> list[int]:
-    """Milestones of a schedule stretched by ``scale`` (SMD's ``epochs_scale``), rounded to the nearest epoch."""
-    return [max(1, int(round(m * scale))) for m in milestones]
-
-
-def make_schedule(name: str, base_lr: float, epochs: int, step_size: int | None = None, gamma: float = 0.1,
-                  milestones=None):
-    """``name`` in {constant, step, cosine}; step decays by ``gamma`` every ``step_size`` (default epochs // 3)
-    epochs, or at the given ``milestones`` (a multi-step schedule) when they are given."""
-    if milestones:
-        if name not in ("step", "multistep"):
-            raise ValueError(f"milestones need a step schedule, not {name!r} (give --schedule step)")
-        return MultiStepLR(base_lr, milestones, gamma)
-    if name == "constant":
-        return ConstantLR(base_lr)
-    if name == "cosine":
-        return CosineLR(base_lr, epochs)
-    if name == "step":
-        return StepLR(base_lr, step_size or max(1, epochs // 3), gamma)
-    raise ValueError(f"unknown schedule {name!r}; choose constant, step or cosine")
-
-
-class MultiStepLR:
     """``lr = base_lr * gamma ** (number of milestones <= epoch)`` (torch MultiStepLR, stepped per epoch).
 
     ``milestones`` are 0-based epoch indices at which the rate is multiplied by
@@ -159,4 +124,26 @@ def stretch_milestones(milestones, scale: float) -> list[int]:
     """
     if not scale > 0 or not math.isfinite(scale):
         raise ValueError(f"stretch_milestones: scale must be a positive number, got {scale}")
-    return sorted(int(math.floor(m * scale + 0.5)) for m in milestones)
+    out = []
+    for m in milestones:
+        s = int(math.floor(m * scale + 0.5))
+        out.append(max(1, s) if m >= 1 else s)     # a milestone after the first epoch stays after it
+    return sorted(out)
+
+
+def make_schedule(name: str, base_lr: float, epochs: int, step_size: int | None = None, gamma: float = 0.1,
+                  milestones=None):
+    """``name`` in {constant, step, cosine}; step decays by ``gamma`` every ``step_size`` (default epochs // 3)
+    epochs, or at the given ``milestones`` (a multi-step schedule) when they are given."""
+    if milestones:
+        if name not in ("step", "multistep"):
+            raise ValueError(f"milestones need a step schedule, not {name!r} (give --schedule step)")
+        return MultiStepLR(base_lr, milestones, gamma)
+    if name == "constant":
+        return ConstantLR(base_lr)
+    if name == "cosine":
+        return CosineLR(base_lr, epochs)
+    if name == "step":
+        return StepLR(base_lr, step_size or max(1, epochs // 3), gamma)
+    raise ValueError(f"unknown schedule {name!r}; choose constant, step or cosine")
+
