@@ -144,3 +144,45 @@ def test_next_epoch_gives_back_the_prefix():
     meth._k = 0
     meth.on_epoch_begin(st)
     assert all(l.requires_grad[p] for _, l, p in m.named_parameters())
+
+
+# -- in training ----------------------------------------------------------------------------------------------
+from minicnn.hooks import Hook  # noqa: E402
+from minicnn.methods.conformance import check_method  # noqa: E402
+
+from _method_helpers import small_trainer  # noqa: E402
+
+
+class Watch(Hook):
+    def __init__(self):
+        self.changed, self.bn_stats_moved = [], []
+
+    def on_epoch_begin(self, state):
+        self._w = {f"{l.name}.{p}": l.params[p].copy() for _, l, p in state.model.named_parameters()}
+        self._rm = state.model["bn1"].buffers["running_mean"].copy()
+
+    def on_epoch_end(self, state):
+        self.changed.append({f"{l.name}.{p}" for _, l, p in state.model.named_parameters()
+                             if not np.array_equal(self._w[f"{l.name}.{p}"], l.params[p])})
+        self.bn_stats_moved.append(not np.array_equal(self._rm, state.model["bn1"].buffers["running_mean"]))
+
+
+def test_lars_run_freezes_then_measures_only_what_trained(tmp_path):
+    # alpha 1: after the full epoch 1 every conv is over alpha -> all four frozen in epoch 2 (only fc trains)
+    # -> no trained conv measured -> epoch 3 full. Controller reads the validation accuracy.
+    meth = LarsSkip(alpha=1.0)
+    watch = Watch()
+    tr = small_trainer([meth, watch], epochs=3, n_train=96, batch=32, val_images=20, run_dir=str(tmp_path))
+    summary = tr.fit()
+    rec = summary["method_records"]["lars-skip"]
+    assert rec["frozen_convs_per_epoch"] == [0, 4, 0]
+    ep = rec["per_epoch"]
+    assert set(ep[0]["nw"]) == {"conv1", "conv2", "conv3", "conv4"} and ep[1]["nw"] == {}
+    assert ep[1]["reason"].startswith("no trained conv") or ep[1]["accuracy_fell"]
+    assert watch.changed[1] == {"fc.weight", "fc.bias"}
+    assert watch.bn_stats_moved[1]                   # BN running statistics keep updating in the frozen prefix
+    assert len(watch.changed[2]) == len(list(tr.model.named_parameters()))
+
+
+def test_conformance():
+    check_method("lars-skip:alpha=1", train_images=128)

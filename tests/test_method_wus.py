@@ -1,6 +1,8 @@
 """WUS / WUS+LR (Safayenikoo & Akturk §3, Alg. 1): the controller on scripted validation accuracies."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -205,3 +207,65 @@ def test_eq1_fraction_of_updates_skipped():
     n = m.num_params()
     expected = 1 - (2 * 10 + 2 * n) / (4 * n)     # b_x = fc.bias, 10 values
     assert meth.updates_skipped_fraction() == pytest.approx(expected)
+
+
+# -- in training ----------------------------------------------------------------------------------------------
+from minicnn.hooks import Hook  # noqa: E402
+from minicnn.methods.conformance import check_method  # noqa: E402
+
+from _method_helpers import small_trainer  # noqa: E402
+
+
+class ParamWatch(Hook):
+    """Which parameters changed during each epoch, and the ledger's backward_weight MACs of each epoch."""
+
+    def __init__(self):
+        self.changed, self.bw_macs, self._bw = [], [], 0
+
+    def on_epoch_begin(self, state):
+        self._w = {f"{l.name}.{p}": l.params[p].copy() for _, l, p in state.model.named_parameters()}
+        self._bw = state.ledger.totals()["backward_weight"].macs
+
+    def on_epoch_end(self, state):
+        self.changed.append({f"{l.name}.{p}" for _, l, p in state.model.named_parameters()
+                             if not np.array_equal(self._w[f"{l.name}.{p}"], l.params[p])})
+        self.bw_macs.append(state.ledger.totals()["backward_weight"].macs - self._bw)
+
+
+def test_wus_run_updates_only_the_last_bias_in_wus_epochs(tmp_path):
+    # window 2 and a huge threshold: stds after epochs 1 and 2 -> initial epoch 3 -> WUS from epoch 4 (0-based)
+    meth = WeightUpdateSkipping(window=2, std_threshold=1000.0, patience=100)
+    watch = ParamWatch()
+    tr = small_trainer([meth, watch], epochs=6, n_train=64, batch=32, val_images=20, run_dir=str(tmp_path))
+    summary = tr.fit()
+    rec = summary["method_records"]["wus"]
+    assert rec["kinds"] == ["normal"] * 4 + ["wus"] * 2
+    assert summary["controller_metric"] == "val_acc"
+    for e in (4, 5):
+        assert watch.changed[e] == {"fc.bias"}
+        assert watch.bw_macs[e] == 0                       # no weight gradient computed at all
+    assert len(watch.changed[3]) > 10 and watch.bw_macs[3] > 0
+    n = tr.model.num_params()
+    assert rec["updates_skipped_fraction_eq1"] == pytest.approx(1 - (2 * 10 + 4 * n) / (6 * n))
+    lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+    assert [r["method_records"]["wus"]["kind"] for r in lines] == rec["kinds"]
+
+
+def test_wus_lr_refuses_cosine():
+    tr = small_trainer(["wus-lr"], epochs=2, schedule="cosine", ledger=False)
+    with pytest.raises(ValueError, match="--schedule step or --milestones"):
+        tr.fit()
+
+
+def test_wus_lr_in_training_normal_epoch_at_new_rate():
+    tr = small_trainer(["wus-lr:window=2,std_threshold=1000,patience=100"], epochs=7, n_train=64, batch=32,
+                       schedule="step", milestones=[5], ledger=False)
+    kinds = tr.fit()["method_records"]["wus-lr"]["kinds"]
+    assert kinds == ["normal"] * 4 + ["wus", "normal", "wus"]
+
+
+def test_conformance():
+    """wus-lr runs every line of wus plus the learning-rate rule (one conformance run: each costs ~20 s)."""
+    summary = check_method("wus-lr:window=2,std_threshold=1000", train_images=128,
+                           extra_cfg={"schedule": "step", "milestones": [1]})
+    assert summary["method_records"]["wus-lr"]["kinds"] == ["normal", "normal"]
