@@ -27,6 +27,9 @@ EXPECTED = {
                                       "04_run_plots/curves.png", "04_run_plots/density.png",
                                       "04_run_plots/lars.png"]),
     "05_writing_a_method.py": (4, ["05_accuracy_vs_energy.png", "05_plots/accuracy_vs_cost.png"]),
+    "06_smd.py": (5, ["06_smd_accuracy_vs_energy.png"]),
+    "07_wus.py": (6, ["07_wus_epoch_kinds.png"]),
+    "08_lars_skip.py": (6, ["08_lars_nw.png"]),
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
