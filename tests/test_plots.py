@@ -9,7 +9,7 @@ import pytest
 
 from minicnn.hooks import HookList
 from minicnn.layers import Linear, ReLU, Sequential
-from minicnn.plots import plot_runs
+from minicnn.plots import load_run, plot_runs
 from minicnn.plots.figures import _rebin_values
 from minicnn.stats import StatsRecorder
 
@@ -165,3 +165,22 @@ def test_rebinning_of_value_histograms_conserves_mass():
     # the point mass at 0 lands in the one bin that holds 0
     k = np.searchsorted(grid, 0.0, side="right") - 1
     assert frac[2, k] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("nlayers", [5, 60], ids=["few-layers", "over-40-layers"])
+def test_cost_by_layer_draws_the_share_labels_its_axis_promises(nlayers, tmp_path, monkeypatch):
+    """The x label says "label: share of the run total": every non-zero row carries its share, at any layer count."""
+    from minicnn.plots import figures
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig) or path)
+    run = tmp_path / "r"
+    run.mkdir()
+    names = [f"conv{i}" for i in range(nlayers)]
+    write_cost(run, names)
+    figures.plot_cost_breakdown(load_run(str(run)), str(tmp_path / "c.png"))
+    (fig,) = drawn
+    for ax in fig.axes:
+        assert "share of the run total" in ax.get_xlabel()
+        shares = [float(t.get_text().strip().rstrip("%")) for t in ax.texts if t.get_text().endswith("%")]
+        assert len(shares) == nlayers
+        assert sum(shares) == pytest.approx(100.0, abs=0.05 * nlayers)
