@@ -277,25 +277,9 @@ def save_checkpoint(model, path, mean=None, std=None, **meta):
 
 
 def load_checkpoint(path):
-    """Rebuild the model saved by :func:`save_checkpoint`; returns (model, meta, mean, std)."""
-    from ..models import build
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"checkpoint {path} is a directory; give the model.npz inside a run directory")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        with open(path, "rb") as f:
-            if f.read(4) != b"PK\x03\x04":               # every .npz is a zip archive
-                raise ValueError("not an .npz archive")
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            state = {k[len("state/"):]: z[k] for k in z.files if k.startswith("state/")}
-            mean = z["norm_mean"] if "norm_mean" in z.files else None
-            std = z["norm_std"] if "norm_std" in z.files else None
-        if not isinstance(meta, dict) or not meta.get("arch"):
-            raise ValueError("it does not record which model it holds")
-        model = build(meta["arch"], **meta.get("config", {}))
-        model.load_state_dict(state)
-    except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path} is not a readable minicnn checkpoint: {e}") from None
-    return model, meta, mean, std
+    """Rebuild the model saved by :func:`save_checkpoint`; returns (model, meta, mean, std).
+
+    Every check lives in :mod:`.checkpoint_io` (a damaged file is one ValueError).
+    """
+    from .checkpoint_io import load_checkpoint as _load
+    return _load(path)
