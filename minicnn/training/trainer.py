@@ -587,40 +587,10 @@ def save_checkpoint(model, path, mean=None, std=None, **meta):
 def load_checkpoint(path, with_methods: bool = False):
     """Rebuild the model saved by :func:`save_checkpoint`; returns (model, meta, mean, std).
 
+    Every check lives in :mod:`.checkpoint_io` (a damaged file is one ValueError).
     Method-owned layers (SLU's gates) are rebuilt from the methods the
     checkpoint records and attached with their hooks, so evaluation uses
     them; ``with_methods=True`` also returns the methods as a fifth item.
     """
-    from ..models import build
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"checkpoint {path} is a directory; give the model.npz inside a run directory")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        with open(path, "rb") as f:
-            if f.read(4) != b"PK\x03\x04":               # every .npz is a zip archive
-                raise ValueError("not an .npz archive")
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            state = {k[len("state/"):]: z[k] for k in z.files if k.startswith("state/")}
-            mean = z["norm_mean"] if "norm_mean" in z.files else None
-            std = z["norm_std"] if "norm_std" in z.files else None
-        if not isinstance(meta, dict) or not isinstance(meta.get("arch"), str):
-            raise ValueError("it does not record which model it holds")
-        config = meta.get("config", {})
-        if not isinstance(config, dict):
-            raise ValueError("its model configuration is not a JSON object")
-        model = build(meta["arch"], **config)
-        methods = []
-        specs = meta.get("methods") or []
-        if specs:
-            from ..methods import attach, build_methods
-            methods = build_methods(specs)
-            attach(model, methods)
-            if any(m.acts_in_eval for m in methods):
-                model.set_hooks(HookList([m for m in methods if m.acts_in_eval]))
-        model.load_state_dict(state)
-    except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        raise ValueError(f"{path} is not a readable minicnn checkpoint: {msg}") from None
-    return (model, meta, mean, std, methods) if with_methods else (model, meta, mean, std)
+    from .checkpoint_io import load_checkpoint as _load
+    return _load(path, with_methods=with_methods)
