@@ -438,6 +438,7 @@ def _bar(total, initial, progress):
 def _record(sd: SweepDir, rid: str, res: dict, bar, echo):
     rec = sd.records[rid]
     rec.update(status=res["status"], exit_code=res["exit_code"], error=res.get("error"))
+    rec.pop("pid", None)
     for k in ("final_test_acc", "wall_time_s"):
         if res.get(k) is not None:
             rec[k] = res[k]
@@ -476,6 +477,8 @@ def _run_local(sd: SweepDir, todo: list, workers: int, threads: int, bar, echo):
                         p = start_child(train_argv(sd.records[rid]["argv"], run_dir, act),
                                         sd.log_path(rid), threads)
                         running[rid] = p
+                        sd.records[rid]["pid"] = p.pid
+                        sd.save()
                 elif not getattr(stop, "forwarded", False):
                     for p in running.values():
                         stop_child(p)
