@@ -401,3 +401,67 @@ def test_presets_validate_or_name_the_missing_method(tmp_path):
             assert lines[-1].endswith("to do (dry run: nothing started)")
     with pytest.raises(SweepError, match="is not a directory"):
         reproduce("wus", data_dir=str(tmp_path / "nothere"))
+
+
+# -- killing a sweep ---------------------------------------------------------------------------------
+
+def _pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"     # a zombie has ended
+    except OSError:
+        return False
+
+
+def _wait_for(cond, timeout=120.0, step=0.1):
+    import time
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError("timed out")
+
+
+def test_killed_sweep_leaves_no_orphan_and_resumes_without_redoing_or_losing_runs(tmp_path):
+    """SIGKILL the sweep while its second run is in epoch 2: the run ends too (it gets SIGTERM
+    from the kernel, checkpoints, says interrupted); a rerun resumes it and runs the rest; the first
+    run is not done again and every run has each epoch exactly once."""
+    import signal
+    spec = write_spec(str(tmp_path), train={**TINY_TRAIN, "epochs": 2}, grid={"seed": [0, 1, 2]})
+    out = str(tmp_path / "out")
+    p = subprocess.Popen([sys.executable, "-m", "minicnn", "sweep", spec, "--out", out, "--workers", "1",
+                          "--no-progress"], env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def second_running_after_epoch_1():
+            try:
+                runs = list(_runs(out).values())
+            except (OSError, ValueError, KeyError):
+                return None
+            if runs[0]["status"] != "completed" or runs[1]["status"] != "running" or "pid" not in runs[1]:
+                return None
+            return runs if os.path.exists(os.path.join(out, runs[1]["dir"], "checkpoint.npz")) else None
+        runs = _wait_for(second_running_after_epoch_1)
+        first_stamp = os.stat(os.path.join(out, runs[0]["dir"], "summary.json")).st_mtime_ns
+        child = runs[1]["pid"]
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        _wait_for(lambda: not _pid_alive(child), timeout=60)          # no orphan
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert dir_state(os.path.join(out, runs[1]["dir"])) == "resumable"
+    assert not os.path.exists(os.path.join(out, runs[2]["dir"], "summary.json"))
+    r = cli("sweep", spec, "--out", out, "--workers", "1", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "3 runs, 1 already done, 2 to run" in r.stdout
+    after = _runs(out)
+    assert [x["status"] for x in after.values()] == ["completed"] * 3
+    assert os.stat(os.path.join(out, runs[0]["dir"], "summary.json")).st_mtime_ns == first_stamp
+    assert [x["attempts"] for x in after.values()] == [1, 2, 1]
+    with open(os.path.join(out, "logs", f"{runs[1]['id']}.log")) as f:
+        assert "--resume" in f.read()
+    for x in after.values():
+        with open(os.path.join(out, x["dir"], "metrics.jsonl")) as f:
+            assert [json.loads(ln)["epoch"] for ln in f if ln.strip()] == [1, 2]
