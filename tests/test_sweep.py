@@ -251,6 +251,16 @@ def test_report_numbers_equal_those_from_the_runs_summaries(local_sweep):
     assert labels["baseline"]["stats"]["savings_macs"]["mean"] == 0
 
 
+def test_method_records_are_flattened():
+    from minicnn.sweep.report import _flatten
+    rec = {"wus": {"per_epoch": [{"kind": "normal", "density": 1.0}, {"kind": "wus", "density": 0.5},
+                                 {"kind": "wus", "density": 0.0}],
+                   "switches": 2, "frozen": True, "layers": ["fc"], "nw": {"conv1": 0.5}}}
+    assert _flatten(rec) == {"wus.per_epoch.kind=normal (epochs)": 1.0, "wus.per_epoch.kind=wus (epochs)": 2.0,
+                             "wus.per_epoch.density (epoch mean)": 0.5, "wus.switches": 2.0,
+                             "wus.frozen": 1.0, "wus.nw.conv1": 0.5}
+
+
 def test_mean_std_and_pareto():
     assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2)))
     assert mean_std([5.0]) == (5.0, 0.0) and mean_std([None]) == (None, None)

@@ -8,8 +8,9 @@ What it computes, all from the runs' own files (``summary.json``,
   failed runs are counted, not averaged): mean and sample standard deviation
   (ddof=1; 0 for one seed) of final and best test accuracy, wall time, total
   training MACs, bytes and energy, and the savings against the dense run;
-* method records: every number in ``summary.json``'s ``method_records``
-  (``per_epoch`` lists left out), averaged over seeds;
+* method records: every number in ``summary.json``'s ``method_records``,
+  averaged over seeds; per-epoch records become epoch means (numbers) and
+  counts (strings, e.g. WUS epoch kinds);
 * claims (``claims.toml`` in this package): each claim whose method matches a
   configuration is checked against that configuration's baseline (the same
   arguments with ``method = "baseline"``). Accuracy differences are compared
@@ -148,18 +149,35 @@ def _summarise(c: Config):
 
 
 def _flatten(d, prefix=""):
+    """Numbers of a method record, by dotted name; a ``per_epoch`` list becomes the epoch mean of
+    each numeric field (``per_epoch.FIELD (epoch mean)``) and the count of each string value
+    (``per_epoch.FIELD=VALUE (epochs)``, e.g. WUS's epoch kinds)."""
     out = {}
     for k, v in d.items():
         name = f"{prefix}{k}"
-        if k == "per_epoch":
-            continue
-        if isinstance(v, dict):
+        if k == "per_epoch" and isinstance(v, list):
+            out.update(_per_epoch(v, name))
+        elif isinstance(v, dict):
             out.update(_flatten(v, name + "."))
         elif isinstance(v, bool):
             out[name] = float(v)
         elif isinstance(v, (int, float)) and math.isfinite(v):
             out[name] = float(v)
     return out
+
+
+def _per_epoch(epochs, name):
+    nums, counts = {}, {}
+    for rec in epochs:
+        if not isinstance(rec, dict):
+            continue
+        for k, v in rec.items():
+            if isinstance(v, bool) or isinstance(v, str):
+                key = f"{name}.{k}={str(v).lower() if isinstance(v, bool) else v} (epochs)"
+                counts[key] = counts.get(key, 0) + 1
+            elif isinstance(v, (int, float)) and math.isfinite(v):
+                nums.setdefault(f"{name}.{k} (epoch mean)", []).append(float(v))
+    return {**{k: float(np.mean(v)) for k, v in nums.items()}, **{k: float(c) for k, c in counts.items()}}
 
 
 # -- claims -------------------------------------------------------------------------------
