@@ -281,6 +281,8 @@ def test_sweep_errors(local_sweep, tmp_path):
     r = cli("sweep", bad, "--out", str(tmp_path / "y"))
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "unknown method 'wus-typo'" in r.stderr
     assert not (tmp_path / "y").exists()
+    with pytest.raises(SweepError, match="not a sweep directory"):
+        build_report(str(tmp_path))
 
 
 def test_changed_spec_adds_new_runs_and_retires_old_ones(local_sweep, tmp_path):
@@ -333,8 +335,9 @@ def test_report_numbers_equal_those_from_the_runs_summaries(local_sweep):
 
 def test_method_records_are_flattened():
     from minicnn.sweep.report import _flatten
-    rec = {"wus": {"per_epoch": [{"kind": "normal", "density": 1.0}, {"kind": "wus", "density": 0.5},
-                                 {"kind": "wus", "density": 0.0}],
+    rec = {"wus": {"per_epoch": [{"epoch": 1, "kind": "normal", "density": 1.0},
+                                 {"epoch": 2, "kind": "wus", "density": 0.5},
+                                 {"epoch": 3, "kind": "wus", "density": 0.0}],
                    "switches": 2, "frozen": True, "layers": ["fc"], "nw": {"conv1": 0.5}}}
     assert _flatten(rec) == {"wus.per_epoch.kind=normal (epochs)": 1.0, "wus.per_epoch.kind=wus (epochs)": 2.0,
                              "wus.per_epoch.density (epoch mean)": 0.5, "wus.switches": 2.0,

@@ -172,6 +172,8 @@ def _per_epoch(epochs, name):
         if not isinstance(rec, dict):
             continue
         for k, v in rec.items():
+            if k == "epoch":                 # the epoch number itself is not a record
+                continue
             if isinstance(v, bool) or isinstance(v, str):
                 key = f"{name}.{k}={str(v).lower() if isinstance(v, bool) else v} (epochs)"
                 counts[key] = counts.get(key, 0) + 1
