@@ -353,18 +353,19 @@ def _sweep_parsers(sub):
                        help="run on a Dask cluster, e.g. tcp://host:8786 (pip install \"minicnn[dask]\")")
         q.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    s = sub.add_parser("sweep", help="run a grid of training runs from a TOML spec (resumable)")
+    plain = {"formatter_class": argparse.HelpFormatter}    # the help texts say their defaults
+    s = sub.add_parser("sweep", **plain, help="run a grid of training runs from a TOML spec (resumable)")
     s.add_argument("spec", help="the spec file (TOML: [train] and [grid]; see minicnn.sweep.spec)")
     s.add_argument("--out", required=True, help="sweep directory (DIR/sweep.json, DIR/runs/<id>/)")
     run_flags(s)
     s.add_argument("--dry-run", action="store_true", help="list the runs and what would be done; run nothing")
 
-    r = sub.add_parser("report", help="tables and plots of a sweep, beside the papers' claims")
+    r = sub.add_parser("report", **plain, help="tables and plots of a sweep, beside the papers' claims")
     r.add_argument("sweep_dir")
     r.add_argument("--out", default=None, help="output directory (default SWEEP_DIR/report)")
 
     from .sweep.presets import PRESETS
-    rp = sub.add_parser("reproduce", help="run a paper's preset sweep on the CIFAR-10 slice, then its report")
+    rp = sub.add_parser("reproduce", **plain, help="run a paper's preset sweep on the CIFAR-10 slice, then its report")
     rp.add_argument("name", choices=(*PRESETS, "all"))
     rp.add_argument("--data-dir", default=None, help="CIFAR-10 directory (default: $MINICNN_CIFAR10, "
                     "../shared/data/cifar-10-batches-py or data/cifar-10-batches-py)")
