@@ -276,12 +276,12 @@ def check_claim(claim: dict, config: Config, configs: list) -> dict:
             loose = nz if m == "acc_delta" and nz is not None else 0.0
             if chk.get("not_worse"):
                 ok &= v >= -loose
-                why.append(f"{_pts(v)} vs noise {_pts(loose)}: "
+                why.append(f"{_pts(v)} vs noise {100 * loose:.1f} pt: "
                            + ("within noise" if abs(v) <= loose else ("better" if v > 0 else "worse")))
             if "above" in chk:
                 ok &= v + loose > chk["above"]
                 why.append(f"{_fmt_metric(m, v)} > {_fmt_metric(m, chk['above'])}"
-                           + (f" (noise {_pts(loose)})" if loose else ""))
+                           + (f" (noise {100 * loose:.1f} pt)" if loose else ""))
             if "below" in chk:
                 ok &= v - loose < chk["below"]
                 why.append(f"{_fmt_metric(m, v)} < {_fmt_metric(m, chk['below'])}")
@@ -508,10 +508,13 @@ def _tables(rep):
     return tables
 
 
-_NOTE = ("Noise: an accuracy difference counts only if it exceeds the larger seed spread of the two configurations "
-         "and at least one test image (1/1017 = 0.1 point on the CIFAR-10 slice); smaller differences are "
-         "'within noise'. Savings are 1 - actual/dense over the training phases (minicnn's ledger; energy from "
-         "the Horowitz 2014 table, not a measurement).")
+def _note(rep):
+    n = next((c["stats"].get("test_images") for c in rep["configs"] if c["stats"].get("test_images")), None)
+    image = f"1/{n} = {100 / n:.2f} point on this sweep's {n} test images" if n else "one test image"
+    return ("Noise: an accuracy difference counts only if it exceeds the larger seed spread of the two "
+            f"configurations and at least one test image ({image}); smaller differences are 'within noise'. "
+            "Savings are 1 - actual/dense over the training phases (minicnn's ledger; energy from the "
+            "Horowitz 2014 table, not a measurement).")
 
 
 def _markdown(rep, images):
@@ -522,7 +525,7 @@ def _markdown(rep, images):
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         lines += ["| " + " | ".join(str(x).replace("|", "/") for x in r) + " |" for r in rows]
         lines.append("")
-    lines += [_NOTE, ""]
+    lines += [_note(rep), ""]
     for title, name in images:
         lines += [f"## {title}", "", f"![{title}]({name})", ""]
     return "\n".join(lines)
@@ -546,7 +549,7 @@ def _html(rep, images, out):
                 f"<td class='{e(str(x))}'>{e(str(x))}</td>" if str(x) in ("agrees", "disagrees")
                 else f"<td>{e(str(x))}</td>" for x in r) + "</tr>")
         parts.append("</tbody></table>")
-    parts.append(f"<p>{e(_NOTE)}</p>")
+    parts.append(f"<p>{e(_note(rep))}</p>")
     for title, name in images:
         with open(os.path.join(out, name), "rb") as f:
             data = base64.b64encode(f.read()).decode()
