@@ -214,7 +214,7 @@ def test_killed_sweep_leaves_no_orphan_and_resumes_without_redoing_or_losing_run
         elif b["state"] == "resumable":        # resumed, not restarted
             assert x["attempts"] == 2 and x["status"] == "completed"
             with open(os.path.join(out, "logs", f"{rid}.log")) as f:
-                assert f.read().count("--resume") == 1
+                assert f.read().count("$ minicnn train --resume") == 1   # the command the sweep ran
         if x["status"] == "completed":         # every epoch exactly once, none lost
             with open(os.path.join(out, x["dir"], "metrics.jsonl")) as f:
                 assert [json.loads(ln)["epoch"] for ln in f if ln.strip()] == [1, 2]
