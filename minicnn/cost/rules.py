@@ -310,10 +310,8 @@ class ResidualAddRule(Rule):
 
 def residual_rows(block, n: int) -> int:
     """How many of the ``n`` samples went through ``block``'s add in its last forward."""
-    if not getattr(block, "_ran_main", True):
-        return 0
-    mask = getattr(block, "_mask", None)
-    return n if mask is None else int(mask.sum())
+    mask = getattr(block, "executed_mask", None)
+    return n if mask is None else int(block.executed_count)
 
 
 def update_counts(m: Meter, layer, param: str, n_state: int, weight_decay: bool = False,
