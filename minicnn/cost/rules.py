@@ -424,9 +424,11 @@ class GateHeadRule(Rule):
 
 
 def residual_rows(block, n: int) -> int:
-    """How many of the ``n`` samples went through ``block``'s add in its last forward."""
-    mask = getattr(block, "executed_mask", None)
-    return n if mask is None else int(block.executed_count)
+    """How many of the ``n`` samples went through ``block``'s add in its last forward.
+
+    Read from what the block publishes (``executed_count``; see ``BasicBlock``).
+    """
+    return int(getattr(block, "executed_count", n))
 
 
 def update_counts(m: Meter, layer, param: str, n_state: int, weight_decay: bool = False,
