@@ -259,3 +259,70 @@ def test_stochastic_depth_target_sets_p_last():
     sd = StochasticDepth(target=0.7).attach(model)
     assert expected_executed_fraction(sd.block_macs, sd.p_last) == pytest.approx(0.7)
     assert sd.block_macs[0] == 2 * 32 * 32 * 16 * 16 * 9
+
+
+# -- the methods under the contract: conformance, gates saved and reloaded, e2train --------------
+
+def test_conformance():
+    """Both methods in one run (their masks are and-ed): one conformance run checks each
+    method's clauses (dense figure, actual <= dense + the gates, records, resume) at half the time."""
+    from minicnn.methods.conformance import check_method
+    summ = check_method(["slu:exec=skip,alpha=1.0", "stochastic-depth:p_last=0.5"], train_images=64)
+    for key in ("slu", "stochastic-depth"):
+        rec = summ["method_records"][key]["per_epoch"]
+        assert len(rec) == 2 and 0 < rec[-1]["executed"] < 1
+
+
+def test_gates_are_trained_saved_reloaded_and_used_by_evaluate(tmp_path):
+    from minicnn.training import Trainer, evaluate, load_checkpoint
+    from minicnn.training.setup import build_run
+    cfg = dict(model="resnet8", dataset="synthetic", epochs=1, batch_size=32, lr=0.05, train_images=64,
+               method=["slu:alpha=1.0"], seed=0)
+    job = build_run(cfg)
+    model, ds = job["model"], job["ds"]
+    slu = job["methods"][0]
+    aux = {q: l.params[p].copy() for q, l, p in model.named_parameters() if q.startswith("aux.")}
+    assert set(aux) == {"aux.slu.gate0.embed.weight", "aux.slu.gate1.embed.weight", "aux.slu.cell.weight_ih",
+                        "aux.slu.cell.weight_hh", "aux.slu.cell.bias_ih", "aux.slu.cell.bias_hh",
+                        "aux.slu.head.weight", "aux.slu.head.bias"}
+    tr = Trainer(model, ds, job["opt"], job["schedule"], job["epochs"], batch_size=32, methods=job["methods"],
+                 ledger=job["ledger"], run_dir=str(tmp_path / "run"), seed=0, progress=False, verbose=False,
+                 config=cfg)
+    tr.fit()
+    trained = {q: l.params[p] for q, l, p in model.named_parameters() if q.startswith("aux.")}
+    assert all(not np.array_equal(aux[q], trained[q]) for q in aux)          # the optimizer moved every gate param
+    per = tr.ledger.per_layer()
+    assert per["aux.slu.cell"]["forward"].macs > 0 and per["aux.slu.head"]["backward_weight"].macs > 0
+    assert per["aux.slu.gate0.embed"]["backward_input"].macs == 0             # the gate input is detached
+    r1 = evaluate(model, ds.test_x, ds.test_y, mean=tr.mean, std=tr.std)
+    m1 = [m.copy() for m in slu.m]
+    model2, meta, mean, std, methods = load_checkpoint(str(tmp_path / "run" / "model.npz"), with_methods=True)
+    assert [m.key or m.name for m in methods] == ["slu"]
+    for q, l, p in model2.named_parameters():
+        if q.startswith("aux."):
+            np.testing.assert_array_equal(l.params[p], trained[q])
+    r2 = evaluate(model2, ds.test_x, ds.test_y, mean=mean, std=std)
+    assert r1 == r2
+    assert all(np.array_equal(a, b) for a, b in zip(m1, methods[0].m))        # the same blocks ran
+
+
+def test_e2train_is_its_parts_built_by_name():
+    from minicnn.methods import METHODS, Method, build_methods, register_method
+    added = []
+    for name in ("smd", "psg"):                     # stand-ins until the real parts are merged
+        if name not in METHODS:
+            class Stub(Method):
+                def __init__(self, p: float = 0.5, epochs_scale: float = 1.0, beta: float = 0.0):
+                    self.p, self.epochs_scale, self.beta = p, epochs_scale, beta
+            register_method(name)(type(f"Stub_{name}", (Stub,), {}))
+            added.append(name)
+    try:
+        parts = build_methods(["e2train:slu_target=0.4,exec=mask,gate=ff,smd_p=0.3,epochs_scale=1.25,psg_beta=0.1"])
+        assert [p.name for p in parts] == ["smd", "slu", "psg"]
+        smd, slu, psg = parts
+        assert (smd.p, smd.epochs_scale, psg.beta) == (0.3, 1.25, 0.1)
+        assert (slu.target, slu.exec, slu.gate) == (0.4, "mask", "ff")
+        assert all(p.origin.startswith("e2train:") for p in parts)
+    finally:
+        for name in added:
+            METHODS.pop(name)

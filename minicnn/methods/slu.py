@@ -51,16 +51,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers.residual import BasicBlock
-from .base import Method
+from .base import Method, register_method
 from .gating import GATE_KINDS, CostTerm, DirectRunner, GateDecision, GateNetwork, residual_macs
 
 EXEC_MODES = ("skip", "mask")
 
 
+@register_method("slu")
 class SLU(Method):
     name = "slu"
+    acts_in_eval = True        # the gates decide which blocks run at evaluation too
+    extra_work = True          # the gates are work a plain run does not do (aux layers, counted)
 
-    def __init__(self, target: float = 0.6, alpha: float = 0.05, gate: str = "rnn", exec: str = "skip",
+    def __init__(self, target: float = 0.6, alpha: float = 1.0, gate: str = "rnn", exec: str = "skip",
                  sample_at_eval: bool = False):
         if gate not in GATE_KINDS:
             raise ValueError(f"method slu: gate must be one of {', '.join(GATE_KINDS)}, got {gate!r}")
@@ -87,7 +90,7 @@ class SLU(Method):
         init_rng = np.random.default_rng(0)
         self.gates = GateNetwork([b.in_channels for b in self.gated], self.gate, dtype=model.dtype, rng=init_rng)
         add_aux = getattr(model, "add_aux", None)
-        key = getattr(self, "key", self.name)
+        key = self.key or self.name
         if add_aux is not None:
             for short, layer in self.gates.named_layers():
                 add_aux(f"{key}.{short}", layer)

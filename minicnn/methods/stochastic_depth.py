@@ -28,12 +28,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers.residual import BasicBlock
-from .base import Method
+from .base import Method, register_method
 from .gating import p_last_for_fraction, residual_macs, survival_probabilities
 
 
+@register_method("stochastic-depth")
 class StochasticDepth(Method):
     name = "stochastic-depth"
+    acts_in_eval = True        # evaluation scales each residual output by its survival probability
 
     def __init__(self, p_last: float = 0.5, target: float = -1.0):
         if not 0.0 <= p_last <= 1.0:
