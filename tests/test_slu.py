@@ -193,6 +193,9 @@ def test_slu_evaluation_thresholds_and_skips():
         assert b.executed_count == int(slu.m[l].sum())           # evaluation skips, also with exec=mask
     ran = slu.executed_blocks()
     assert ran.shape == (6, 6) and ran[:, 0].all()
+    rec = slu.epoch_record()
+    w = slu.block_macs / slu.block_macs.sum()
+    assert rec["eval_executed"] == pytest.approx(float(np.dot(w, ran[:, 1:].mean(0))))
     a = model.forward(x)
     np.testing.assert_array_equal(a, model.forward(x))           # deterministic at evaluation
 

@@ -44,7 +44,14 @@ Records per epoch: ``executed`` (the mean over batches of C, the MAC-weighted ex
 fraction of the gated blocks), ``gate_fractions`` (each gate's plain fraction of samples
 run), ``cost`` (mean alpha*s*C), ``above_target`` (fraction of batches with s = +1),
 ``task_grad_samples`` (fraction of gate decisions that received a task gradient: 1.0 with
-exec=mask, the executed fraction with exec=skip).
+exec=mask, the executed fraction with exec=skip); and, when the epoch evaluated,
+``eval_executed`` / ``eval_gate_fractions`` (the same at evaluation, m = 1[p > 0.5]).
+
+Evaluation runs a different fraction from training: a gate whose p is 0.6 for every
+sample runs 60% of them in training and all of them at evaluation (0.4: none). The
+fraction at evaluation equals training's only when the gates' p are spread across
+samples; ``sample_at_eval=true`` (the official behaviour) runs the training fraction,
+with a random test accuracy.
 """
 from __future__ import annotations
 
@@ -110,7 +117,8 @@ class SLU(Method):
 
     def _reset_epoch(self) -> None:
         self._acc = {"batches": 0, "executed": 0.0, "cost": 0.0, "above": 0,
-                     "fractions": np.zeros(len(self.gated)), "task_grad": 0.0}
+                     "fractions": np.zeros(len(self.gated)), "task_grad": 0.0,
+                     "eval_run": np.zeros(len(self.gated)), "eval_seen": 0}
 
     # -- layer level ------------------------------------------------------------------------
     def block_gate(self, block, x):
@@ -126,6 +134,10 @@ class SLU(Method):
         p = self.gates.forward_step(x, self.runner)
         m = self.decision.decide(p, block.training, self.rng)
         self.p[l], self.m[l] = p, m
+        if not block.training:
+            self._acc["eval_run"][l] += m.sum()
+            if l == 0:
+                self._acc["eval_seen"] += len(m)
         if block.training and self.exec == "mask":
             return None                               # compute every sample, mask bn2's output
         return m
@@ -179,6 +191,11 @@ class SLU(Method):
         rec = {"executed": a["executed"] / n, "gate_fractions": [float(v) for v in a["fractions"] / n],
                "cost": a["cost"] / n, "above_target": a["above"] / n, "task_grad_samples": a["task_grad"] / n,
                "target": self.target, "batches": a["batches"]}
+        if a["eval_seen"]:
+            frac = a["eval_run"] / a["eval_seen"]
+            w = self.block_macs / max(self.block_macs.sum(), 1)
+            rec["eval_executed"] = float(np.dot(w, frac))
+            rec["eval_gate_fractions"] = [float(v) for v in frac]
         self.last_record = rec
         return rec
 
