@@ -346,8 +346,16 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "cost": cmd_cost, "plo
             "inspect": cmd_inspect, "bench": cmd_bench}
 
 
-def _sigterm(signum, frame):
+def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def _stop_handler(signum, frame):
+    """First Ctrl-C / SIGTERM: stop training cleanly at the next batch; a second one: stop now."""
+    from .training.trainer import STOP_REQUESTED
+    if STOP_REQUESTED.is_set():
+        raise KeyboardInterrupt
+    STOP_REQUESTED.set()
 
 
 def main(argv=None) -> int:
@@ -357,7 +365,11 @@ def main(argv=None) -> int:
     from .layers import ShapeError
     from .training.runfiles import RunDirError
     debug = getattr(args, "debug", False)
-    old = signal.signal(signal.SIGTERM, _sigterm)   # a killed sweep ends its runs like Ctrl-C
+    # Ctrl-C and SIGTERM (a sweep ending its runs) both stop a run cleanly, even when this
+    # process was started with SIGINT ignored (as background jobs of a shell are)
+    handler = _stop_handler if args.command == "train" else _raise_interrupt
+    old = signal.signal(signal.SIGTERM, handler)
+    old_int = signal.signal(signal.SIGINT, handler)
     try:
         return COMMANDS[args.command](args)
     except (UserError, DataError, ShapeError, RunDirError, ValueError, KeyError, OSError) as e:
@@ -380,6 +392,7 @@ def main(argv=None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
 
 
 if __name__ == "__main__":  # pragma: no cover

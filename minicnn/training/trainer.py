@@ -27,7 +27,8 @@ Randomness, all from the run's seed: the data order of epoch e from
 (``minicnn.data.iterator``), each method's ``rng`` from ``(seed, crc32 of
 its record key)``, so adding a method changes no other stream.
 
-Resuming (``fit(resume=True)``): the last ``checkpoint.npz`` restores
+Resuming (``fit(resume=True)``; a run stopped before its first epoch ended
+starts over): the last ``checkpoint.npz`` restores
 weights, buffers, optimizer state, schedule position, history, every
 random stream, method state, ledger totals and statistics position; a
 resumed run ends with the same weights, bit for bit, and the same
@@ -40,6 +41,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 import zipfile
 import zlib
@@ -52,6 +54,11 @@ from ..losses import SoftmaxCrossEntropy
 from .runfiles import RunLock, atomic_savez, atomic_write_json, atomic_write_text
 
 STATUS = ("completed", "diverged", "interrupted")
+
+#: set by a signal handler (``minicnn train``'s SIGINT/SIGTERM): the trainer stops at the next batch
+#: boundary as if Ctrl-C had been pressed there. Raising from the handler itself could land inside a
+#: numba kernel on a worker thread, where it becomes a SystemError instead of a clean stop.
+STOP_REQUESTED = threading.Event()
 
 
 class Diverged(Exception):
@@ -248,11 +255,12 @@ class Trainer:
     def _fit(self, resume):
         s, hooks = self.state, self.hooks
         self._t0 = time.perf_counter()
+        STOP_REQUESTED.clear()
         hooks.call("on_train_begin", s)          # methods check their options before anything is written
         start = 0
-        if resume:
+        if resume and os.path.exists(os.path.join(self.run_dir, "checkpoint.npz")):
             start = self._load_checkpoint()
-        elif self.run_dir:
+        elif self.run_dir:      # a new run (or one stopped before its first epoch ended: start it over)
             os.makedirs(self.run_dir, exist_ok=True)
             atomic_write_json(os.path.join(self.run_dir, "config.json"), _finite(self.config))
             atomic_write_text(os.path.join(self.run_dir, "metrics.jsonl"), "")
@@ -286,6 +294,7 @@ class Trainer:
         plan = it.plan(epoch)
         bar = self._progress(len(plan), epoch)
         for i, idx in enumerate(plan):
+            _check_stop()
             s.batch = i
             s._set_batch(idx, it.y[idx], lambda idx=idx, i=i: it.load(idx, epoch, i))
             if not hooks.batch_begin(s):
@@ -308,6 +317,7 @@ class Trainer:
         if bar is not None:
             bar.close()
         s._set_batch(None, None, None)
+        _check_stop()
         record = self._end_epoch(epoch, loss_sum, correct, seen)
         if self.verbose:
             val = f" | val acc {_fmt(record['val_acc'])}" if "val_acc" in record else ""
@@ -356,9 +366,11 @@ class Trainer:
         record["wall_time_s"] = self._wall()
         self._last_good = _copy_state(self.model)
         if self.run_dir:
+            # checkpoint first: a run killed between the two resumes from the checkpoint,
+            # which rewrites metrics.jsonl from its own history
+            self._save_checkpoint(epoch + 1)
             with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as f:
                 f.write(json.dumps(_finite(record), allow_nan=False) + "\n")
-            self._save_checkpoint(epoch + 1)
         return record
 
     # -- checkpoints ----------------------------------------------------------------
@@ -392,9 +404,6 @@ class Trainer:
     def _load_checkpoint(self) -> int:
         s = self.state
         path = os.path.join(self.run_dir, "checkpoint.npz")
-        if not os.path.exists(path):
-            raise ValueError(f"{self.run_dir} has no checkpoint.npz: it stopped before its first epoch "
-                             "ended; start it again with --overwrite")
         try:
             with np.load(path, allow_pickle=False) as z:
                 info = json.loads(str(z["trainer"]))
@@ -472,7 +481,8 @@ class Trainer:
             if self.stats is not None and hasattr(self.stats, "save"):
                 self.stats.save(self.run_dir)
             save_checkpoint(self.model, os.path.join(self.run_dir, "model.npz"), mean=self.mean, std=self.std,
-                            dataset=ds.name, classes=ds.classes, methods=self.config.get("method", []),
+                            dataset=ds.name, classes=ds.classes,
+                            methods=[m for m in _origins(self.methods) if m != "baseline"],
                             status=status)
             atomic_write_json(os.path.join(self.run_dir, "summary.json"), _finite(summary))   # last
         return summary
@@ -484,6 +494,12 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, summary):
         super().__init__("interrupted")
         self.summary = summary
+
+
+def _check_stop() -> None:
+    if STOP_REQUESTED.is_set():
+        STOP_REQUESTED.clear()
+        raise KeyboardInterrupt
 
 
 def _origins(methods) -> list[str]:
