@@ -228,7 +228,7 @@ def test_stochastic_depth_survival_rates_and_eval_scaling():
     model.set_hooks(HookList([sd]))
     sd.rng = np.random.default_rng(5)
     x = np.random.default_rng(6).standard_normal((2, 3, 8, 8)).astype(np.float32)
-    T = 600
+    T = 400
     ran = np.zeros((T, 6))
     for t in range(T):
         model.forward(x)
