@@ -45,6 +45,7 @@ def metrics(run_dir):
     rows = [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl"))]
     for r in rows:
         r.pop("wall_time_s")
+        r.pop("train_time_s")
     return rows
 
 

@@ -43,6 +43,7 @@ METRICS = (  # (key, label, path into summary.json)
     ("final_test_acc", "final test acc", ("final_test_acc",)),
     ("best_test_acc", "best test acc", ("best_test_acc",)),
     ("wall_time_s", "wall time (s)", ("wall_time_s",)),
+    ("train_time_s", "train time (s)", ("train_time_s",)),
     ("macs", "train MACs", ("macs", "total")),
     ("bytes", "train bytes", ("bytes", "total")),
     ("energy_j", "train energy (J)", ("energy_j", "total")),
@@ -435,7 +436,7 @@ def _ms(st, kind):
     return _num(st["mean"], kind)
 
 
-KINDS = {"final_test_acc": "acc", "best_test_acc": "acc", "wall_time_s": "s", "macs": "g", "bytes": "g",
+KINDS = {"final_test_acc": "acc", "best_test_acc": "acc", "wall_time_s": "s", "train_time_s": "s", "macs": "g", "bytes": "g",
          "energy_j": "g", "savings_macs": "pct", "savings_bytes": "pct", "savings_energy": "pct"}
 
 

@@ -291,6 +291,7 @@ class Trainer:
         self.model.train()
         hooks.call("on_epoch_begin", s)
         loss_sum, correct, seen = 0.0, 0, 0
+        t_epoch = time.perf_counter()
         plan = it.plan(epoch)
         bar = self._progress(len(plan), epoch)
         for i, idx in enumerate(plan):
@@ -318,6 +319,7 @@ class Trainer:
             bar.close()
         s._set_batch(None, None, None)
         _check_stop()
+        self._train_time = time.perf_counter() - t_epoch
         record = self._end_epoch(epoch, loss_sum, correct, seen)
         if self.verbose:
             val = f" | val acc {_fmt(record['val_acc'])}" if "val_acc" in record else ""
@@ -363,6 +365,7 @@ class Trainer:
                 self._epoch_records[key].append({"epoch": epoch + 1, **recs[key]})
         if recs:
             record["method_records"] = recs
+        record["train_time_s"] = self._train_time     # this epoch's batches only (no validation)
         record["wall_time_s"] = self._wall()
         self._last_good = _copy_state(self.model)
         if self.run_dir:
@@ -458,6 +461,7 @@ class Trainer:
             "final_train_acc": s.history[-1]["train_acc"] if s.history else None,
             "controller_metric": s.control_metric,
             "wall_time_s": self._wall(),
+            "train_time_s": sum(r.get("train_time_s") or 0.0 for r in s.history),   # batches only, no validation
             "batches_done": s.batches_done,
             "batches_dropped": s.batches_dropped,
             "config": self.config,
