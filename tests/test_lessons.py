@@ -33,6 +33,9 @@ EXPECTED = {
                                       "04_run_plots/curves.png", "04_run_plots/density.png",
                                       "04_run_plots/lars.png"], 11),
     "05_writing_a_method.py": (4, ["05_accuracy_vs_energy.png", "05_plots/accuracy_vs_cost.png"], 10),
+    "06_smd.py": (5, ["06_smd_accuracy_vs_energy.png"], 1),
+    "07_wus.py": (6, ["07_wus_epoch_kinds.png"], 1),
+    "08_lars_skip.py": (6, ["08_lars_nw.png"], 1),
     "11_slu.py": (5, ["11_gates.png", "11_accuracy_vs_energy.png"], 7),
 }
 CHECKS_LINE = re.compile(r"^CHECKS: (\d+) passed, (\d+) failed$", re.MULTILINE)

@@ -88,6 +88,7 @@ class TrainState:
         self.batch = 0
         self.global_step = 0
         self.lr = 0.0
+        self.schedule = None     # the learning-rate schedule (``lr_at(epoch)``), set by the Trainer
         self.indices: np.ndarray | None = None
         self.y: np.ndarray | None = None
         self._x = None
@@ -204,6 +205,7 @@ class Trainer:
         self.state = TrainState(model, optimizer, epochs, len(self.train_iter), np.random.default_rng(seed + 1),
                                 ledger=ledger, run_dir=run_dir, input_shape=dataset.train_x.shape[1:],
                                 has_val=len(self.val_y) > 0)
+        self.state.schedule = schedule   # read-only for methods (wus-lr refuses a schedule that changes every epoch)
         if ledger is not None:
             ledger.formats = self.state.formats
         self._epoch_records: dict[str, list] = {k: [] for k in self.keys}
