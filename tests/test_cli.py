@@ -127,6 +127,11 @@ def test_stats_plot_inspect_on_a_cifar_run(tmp_path):
     assert i.returncode == 0 and "layer1.0.conv1" in i.stdout
     i = run("inspect", str(out), "--layer", "nosuch")
     assert i.returncode == 1 and "nosuch" in i.stderr
+    # evaluate without --dataset uses the dataset the checkpoint records (cifar10), not synthetic data
+    e = run("evaluate", "--checkpoint", str(out / "model.npz"), "--data-dir", CIFAR10, "--json")
+    assert e.returncode == 0, e.stderr
+    assert json.loads(e.stdout)["images"] == 1017 and abs(json.loads(e.stdout)["accuracy"] -
+                                                          summary["final_test_acc"]) < 1e-12
 
 
 @needs_cifar
