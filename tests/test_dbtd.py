@@ -85,7 +85,9 @@ def test_unbiased_lemma_1():
     assert np.all(cols[:, ~small] == base[~small])                    # every copy, unchanged
     # Eq. 8: E[prune(g)^2] = tau |g| <= tau^2 + g^2
     second = (pruned.reshape(M, -1) ** 2).mean(axis=0)
-    assert np.allclose(second[small], tau * a[small], rtol=0.1)
+    q = a[small] / tau                                                # y^2 = tau^2 * Bernoulli(q)
+    sd = tau * tau * np.sqrt(q * (1 - q) / M)
+    assert np.all(np.abs(second[small] - tau * a[small]) <= 5 * sd + 1e-12)
 
 
 def test_uniforms_are_uniform_and_seeded():
