@@ -168,18 +168,15 @@ def _prune(g, tau, seed, out):
         stop = min(start + _CHUNK, n)
         c = 0
         for i in range(start, stop):
-            v = g[i]
-            a = abs(np.float64(v))
-            if a < tau:
-                if a > tau * _uniform(seed, i):
-                    out[i] = tau if v > 0 else -tau     # cast to out's dtype on store
-                    c += 1
-                else:
-                    out[i] = 0
-            else:
-                out[i] = v
-                if a != 0.0:
-                    c += 1
+            # written without branches (selects only): the keep/drop outcome is a coin flip,
+            # and a mispredicted branch per entry made this loop 5x slower
+            v = np.float64(g[i])
+            a = abs(v)
+            keep = a > tau * _uniform(seed, i)        # probability |g| / tau
+            signed_tau = tau if v > 0 else -tau
+            r = (signed_tau if keep else 0.0) if a < tau else v
+            out[i] = r                                # cast to out's dtype on store
+            c += r != 0.0
         nnz[k] = c
     count = 0
     for k in range(nchunks):
