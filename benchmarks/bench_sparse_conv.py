@@ -9,8 +9,8 @@ output gradient with a given fraction of non-zeros (random positions,
 N(0, 1) values), and prints the ratio dense/sparse (> 1: sparse is faster)
 and the crossover density (the largest density measured at which sparse is
 still faster). Also times the DBTD pruning kernel on the same dy (what
-gradprune pays to make dy sparse). Median of ``--repeat`` runs, after a
-warm-up call. Wall-clock numbers depend on the machine and its load: the
+gradprune pays to make dy sparse). Median of ``--repeat`` interleaved runs,
+after a warm-up call. Wall-clock numbers depend on the machine and its load: the
 result is a measurement, never a test assertion.
 """
 from __future__ import annotations
@@ -38,31 +38,34 @@ SHAPES = {
 }
 
 
-def median_time(fn, repeat):
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
-
-
 def bench_shape(batch, cin, cout, hw, k, s, p, repeat, rng):
+    """Median times (s) of dense backward, DBTD pruning and sparse backward per density.
+
+    The runs are interleaved (one dense, one prune, one sparse per density, then
+    again), so that load from other processes on a shared machine hits all of
+    them alike and the ratios stay meaningful even when the absolute times are not.
+    """
     x = rng.standard_normal((batch, cin, hw, hw), dtype=np.float32)
     w = rng.standard_normal((cout, cin, k, k), dtype=np.float32)
     ho = (hw + 2 * p - k) // s + 1
     full = rng.standard_normal((batch, cout, ho, ho), dtype=np.float32)
     dx = np.empty_like(x)
     w2 = w.reshape(cout, -1)
-    dense = median_time(lambda: conv2d_backward(x, w2, (k, k, s, s, p, p), full.reshape(batch, cout, -1), True, dx),
-                        repeat)
-    prune = median_time(lambda: dbtd_prune(full, 0.9, 1), repeat)
-    sparse = {}
-    for d in DENSITIES:
-        dy = np.where(rng.random(full.shape) < d, full, np.float32(0))
-        sparse[d] = median_time(lambda: sparse_conv2d_backward(x, w, dy, (s, s), (p, p)), repeat)
-    return dense, prune, sparse
+    dys = {d: np.where(rng.random(full.shape) < d, full, np.float32(0)) for d in DENSITIES}
+    runs = {"dense": lambda: conv2d_backward(x, w2, (k, k, s, s, p, p), full.reshape(batch, cout, -1), True, dx),
+            "prune": lambda: dbtd_prune(full, 0.9, 1)}
+    for d, dy in dys.items():
+        runs[d] = lambda dy=dy: sparse_conv2d_backward(x, w, dy, (s, s), (p, p))
+    times = {key: [] for key in runs}
+    for key, fn in runs.items():      # warm-up
+        fn()
+    for _ in range(repeat):
+        for key, fn in runs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    med = {key: float(np.median(v)) for key, v in times.items()}
+    return med["dense"], med["prune"], {d: med[d] for d in DENSITIES}
 
 
 def main():
