@@ -68,3 +68,42 @@ def test_on_a_dbtd_pruned_gradient(rng, shape, k, s, p):
     none, dx = sparse_conv2d_backward(x, w, dy, (s, s), (p, p), want_dw=False)
     assert none is None
     np.testing.assert_allclose(dx, dx_d, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("stride,padding,bias", [(1, 1, False), (2, 1, True), (1, 0, True)])
+def test_conv2d_layer_takes_the_sparse_path_below_its_threshold(rng, stride, padding, bias):
+    """Conv2d.sparse_backward_below switches the path; the gradients stay those of the layer
+    (float64 numerical gradient with a random sparse upstream gradient)."""
+    from minicnn.gradcheck import numerical_gradient, rel_error
+    from minicnn.layers.conv import Conv2d
+
+    conv = Conv2d(3, 4, 3, stride=stride, padding=padding, bias=bias, dtype=np.float64, rng=rng)
+    conv.needs_input_grad = True
+    x = rng.standard_normal((2, 3, 6, 6))
+    y = conv.forward(x)
+    dy = rng.standard_normal(y.shape) * (rng.random(y.shape) < 0.2)      # density ~0.2
+    dense_dx = conv.backward(dy)
+    dense_dw = conv.grads["weight"].copy()
+    conv.sparse_backward_below = 0.5
+    calls = []
+    import minicnn.layers.conv as conv_module
+    original = conv_module.sparse_conv2d_backward
+    conv_module.sparse_conv2d_backward = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        conv.forward(x)
+        dx = conv.backward(dy)
+        assert calls == [1]                        # the sparse path ran
+        conv.forward(x)
+        conv.backward(rng.standard_normal(y.shape))  # a dense dy: density 1 >= 0.5, the GEMM path
+        assert calls == [1]
+        conv.forward(x)
+        conv.backward(dy)
+    finally:
+        conv_module.sparse_conv2d_backward = original
+    np.testing.assert_allclose(dx, dense_dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.grads["weight"], dense_dw, rtol=1e-12, atol=1e-12)
+    num_dx = numerical_gradient(lambda v: conv.forward(v), x, dy, h=1e-5)
+    num_dw = numerical_gradient(lambda _: conv.forward(x), conv.params["weight"], dy, h=1e-5)
+    assert rel_error(dx, num_dx) < 1e-7 and rel_error(conv.grads["weight"], num_dw) < 1e-7
+    if bias:
+        np.testing.assert_allclose(conv.grads["bias"], dy.sum(axis=(0, 2, 3)), rtol=1e-12)
