@@ -107,3 +107,9 @@ def test_conv2d_layer_takes_the_sparse_path_below_its_threshold(rng, stride, pad
     assert rel_error(dx, num_dx) < 1e-7 and rel_error(conv.grads["weight"], num_dw) < 1e-7
     if bias:
         np.testing.assert_allclose(conv.grads["bias"], dy.sum(axis=(0, 2, 3)), rtol=1e-12)
+
+
+def test_crossover_table_is_monotone_in_channels():
+    from minicnn.kernels.sparse_conv import sparse_crossover
+    values = [sparse_crossover(c) for c in (1, 3, 16, 17, 32, 64, 128, 192, 256, 4096)]
+    assert values == sorted(values) and values[0] == 0.0 and all(0 <= v < 1 for v in values)

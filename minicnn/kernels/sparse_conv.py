@@ -13,9 +13,8 @@ so both cost ``nnz(dy) * C_in * kh * kw`` MACs (fewer at the padded
 border) instead of the dense ``N * C_out * H_out * W_out * C_in * kh * kw``.
 A zero entry costs one compare. This is a gather/scatter per non-zero, not a
 GEMM: it runs at a small fraction of the dense BLAS path's MAC rate, so it
-only pays at low density. ``benchmarks/bench_sparse_conv.py`` measures where
-(the crossover on this project's machine is quoted in
-:data:`SPARSE_BELOW` and in that script's docstring).
+only pays at low density. ``benchmarks/bench_sparse_conv.py`` measures where;
+:func:`sparse_crossover` holds the result for this project's machine.
 
 Layout: the channel axis is made innermost (x and W transposed once to
 ``(N, H, W, C)`` and ``(O, kh, kw, C)``), so the inner loop of both
@@ -31,8 +30,30 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-#: density of dy below which the sparse path is used, when asked to choose (see bench_sparse_conv.py)
-SPARSE_BELOW = 0.05
+#: (C_in at most, density below which the sparse path was faster) -- see :func:`sparse_crossover`
+CROSSOVER = ((4, 0.0), (16, 0.02), (32, 0.05), (64, 0.1), (192, 0.2), (10**9, 0.3))
+
+
+def sparse_crossover(in_channels: int) -> float:
+    """Density of dy below which the sparse backward beat the dense one, by the conv's input channels.
+
+    The sparse kernel's inner loop is a length-C_in axpy, so its speed grows
+    with C_in; the dense GEMM's does much less. Measured with
+    ``benchmarks/bench_sparse_conv.py`` (batch 64, float32, the 3x3 convs of
+    resnet20 and alexnet-ye, 1 and 2 threads, on this project's 2-core
+    machine while other jobs ran; rounded *down* to the measured grid
+    0.005 / 0.01 / 0.02 / 0.05 / 0.1 / 0.2 / 0.35 / 0.5)::
+
+        C_in    3      16     32          64          192    256-384
+        cross   never  0.02   0.05-0.1    0.1-0.35    0.2    0.35-0.5
+
+    A rule of thumb for one machine, not a law: re-run the benchmark elsewhere.
+    With 3 input channels (a first conv) the sparse path never paid.
+    """
+    for c_max, density in CROSSOVER:
+        if in_channels <= c_max:
+            return density
+    return CROSSOVER[-1][1]
 
 
 @njit(parallel=True, cache=True)
