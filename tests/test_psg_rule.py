@@ -44,3 +44,15 @@ def test_agreement_and_errors():
         psg_sign_rule(np.zeros(3), np.zeros(4), 0.05)
     with pytest.raises(ValueError):
         psg_sign_rule(np.zeros(3), np.zeros(3), 1.5)
+
+
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0)])
+def test_conv_weight_grad_is_the_layers_dw(rng, k, s, p):
+    from minicnn.layers.conv import Conv2d
+    from minicnn.methods._psg import conv_weight_grad
+    conv = Conv2d(3, 5, k, stride=s, padding=p, bias=False, dtype=np.float64, rng=rng)
+    x = rng.standard_normal((2, 3, 7, 7))
+    y = conv.forward(x)
+    dy = rng.standard_normal(y.shape)
+    conv.backward(dy)
+    np.testing.assert_allclose(conv_weight_grad(conv, x, dy), conv.grads["weight"], rtol=1e-12, atol=1e-12)
