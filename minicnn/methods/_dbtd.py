@@ -211,6 +211,8 @@ def dbtd_prune(g: np.ndarray, p: float, seed: int, out: np.ndarray | None = None
     g = np.ascontiguousarray(g)
     if out is None:
         out = np.empty_like(g)
+    elif out.shape != g.shape or out.dtype != g.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous {g.dtype} array of shape {g.shape}")
     tau, nnz_in, nnz_out = dbtd_prune_kernel(g.reshape(-1), ndtri(p), np.uint64(seed), out.reshape(-1))
     return out, float(tau), int(nnz_in), int(nnz_out)
 
