@@ -1,14 +1,18 @@
 """The ``minicnn`` command line.
 
     minicnn train     [--model M --dataset D --data-dir DIR --epochs E ... --method NAME:k=v --stats]
-    minicnn evaluate  --checkpoint RUN/model.npz --dataset D --data-dir DIR [--split test|train] [--json]
+    minicnn train     --resume RUN_DIR                 (continue an interrupted run)
+    minicnn evaluate  --checkpoint RUN/model.npz [--dataset D --data-dir DIR] [--split test|train] [--json]
     minicnn cost      --model M [--batch-size B]
     minicnn plot      RUN_DIR [RUN_DIR ...] [--out DIR]
     minicnn inspect   RUN_DIR [--layer NAME]
     minicnn bench     [--models convnet-small,resnet20] [--batch-size 128]
 
 Every user error ends in one line on stderr, ``minicnn: error: ...``, and
-exit status 1 (2 for a malformed command line), never a traceback.
+exit status 1 (2 for a malformed command line), never a traceback; a bug
+inside minicnn (or a method) says ``minicnn: internal error: ...`` and
+``--debug`` shows its traceback. ``train`` exits 3 when the run diverged
+and 130 when it was interrupted (Ctrl-C or SIGTERM; it prints how to resume).
 """
 from __future__ import annotations
 
@@ -63,8 +67,29 @@ def _energy_table(a):
     return table
 
 
+def _momentum_type(s):
+    v = _nonneg_float(s)
+    if v >= 1:
+        raise argparse.ArgumentTypeError(f"expected a momentum in [0, 1), got {s!r}")
+    return v
+
+
+def _milestones_type(s):
+    try:
+        ms = [int(t) for t in s.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated epochs like 10,15, got {s!r}") from None
+    if not ms or min(ms) < 1 or ms != sorted(set(ms)):
+        raise argparse.ArgumentTypeError(f"expected increasing epochs >= 1 like 10,15, got {s!r}")
+    return ms
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a malformed command line gets one line (and --help the full usage)."""
+    """argparse, but a malformed command line gets one line (and --help the full usage, defaults shown)."""
+
+    def __init__(self, *args, **kw):
+        kw.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kw)
 
     def error(self, message):
         self.exit(2, f"minicnn: error: {message} (see: {self.prog} --help)\n")
@@ -72,23 +97,32 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser():
     from .models import MODELS
+    from .training.runfiles import RUN_FILES
     p = _Parser(prog="minicnn", description="Train CNNs in NumPy+numba and count the cost of training.")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model; with no arguments, a quick run on synthetic data")
     t.add_argument("--model", default=None, help=f"one of {', '.join(MODELS)} (default: convnet-small)")
-    t.add_argument("--dataset", default="synthetic", help="synthetic (default, built in), cifar10 or cifar100")
+    t.add_argument("--dataset", default="synthetic", help="synthetic (built in), cifar10 or cifar100")
     t.add_argument("--data-dir", default=None, help="CIFAR directory (python or binary format)")
-    t.add_argument("--epochs", type=_positive_int, default=None, help="default 5 on synthetic data (about 15 s), 4 otherwise")
+    t.add_argument("--epochs", type=_positive_int, default=None,
+                   help="default 5 on synthetic data (under a minute on 2 cores), 4 otherwise")
     t.add_argument("--batch-size", type=_positive_int, default=128)
     t.add_argument("--lr", type=_nonneg_float, default=0.01)
-    t.add_argument("--momentum", type=_nonneg_float, default=0.9)
+    t.add_argument("--momentum", type=_momentum_type, default=0.9, help="in [0, 1)")
     t.add_argument("--weight-decay", type=_nonneg_float, default=5e-4)
     t.add_argument("--nesterov", action="store_true")
     t.add_argument("--schedule", default="cosine", choices=("constant", "step", "cosine"))
-    t.add_argument("--augment", default="none", help="comma-separated: flip,crop, or none (default)")
+    t.add_argument("--milestones", type=_milestones_type, default=None, metavar="E1,E2,...",
+                   help="with --schedule step: multiply the lr by --gamma at these epochs (like PyTorch's "
+                        "MultiStepLR; without it, step decays every third of the run)")
+    t.add_argument("--gamma", type=_positive_float, default=0.1, help="lr decay factor of the step schedule")
+    t.add_argument("--augment", default="none", help="comma-separated: flip,crop, or none")
     t.add_argument("--width", type=_positive_float, default=None, help="channel multiplier for alexnet-cifar/vgg11-cifar")
     t.add_argument("--train-images", type=_positive_int, default=None, help="train on a class-balanced subset")
+    t.add_argument("--val-images", type=_nonneg_int, default=0,
+                   help="carve a class-balanced validation set of N training images; methods that decide "
+                        "from accuracy (WUS, LARS skipping) read it instead of the test set")
     t.add_argument("--method", action="append", default=[], metavar="NAME[:key=value,...]",
                    help="a training method (repeatable); 'baseline' adds none")
     t.add_argument("--stats", action="store_true", help="record per-layer statistics (stats.jsonl)")
@@ -96,15 +130,21 @@ def _parser():
     _energy_args(t)
     t.add_argument("--seed", type=_nonneg_int, default=0)
     t.add_argument("--out", default=None, help="run directory (default runs/<model>-<dataset>-<time>)")
+    t.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue the interrupted run in RUN_DIR with its recorded configuration")
+    t.add_argument("--overwrite", action="store_true",
+                   help=f"replace a previous run in --out (deletes {', '.join(RUN_FILES)} and plots/ there)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
     e = sub.add_parser("evaluate", help="accuracy and loss of a checkpoint")
     e.add_argument("--checkpoint", required=True)
-    e.add_argument("--dataset", default="synthetic")
+    e.add_argument("--dataset", default=None, help="default: the dataset the checkpoint was trained on")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--split", default="test", choices=("test", "train"))
     e.add_argument("--batch-size", type=_positive_int, default=256)
     e.add_argument("--json", action="store_true", help="print one JSON line")
+    e.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
     c = sub.add_parser("cost", help="per-layer MACs, bytes and energy of one training step")
     c.add_argument("--model", required=True)
@@ -136,63 +176,106 @@ def _load_data(name, data_dir, **kw):
     return load_dataset(name, data_dir, **kw)
 
 
-def cmd_train(a):
-    from .cost import Ledger
-    from .data import subset
-    from .methods import build_methods
-    from .models import MODELS, build
-    from .training import SGD, Trainer, make_schedule
+#: ``train`` flags that may accompany ``--resume`` (everything else comes from the run's config.json)
+RESUME_FLAGS = ("resume", "no_progress", "debug", "command")
 
-    model_name = a.model or "convnet-small"
-    if model_name not in MODELS:
-        raise UserError(f"unknown model {model_name!r}; choose one of: {', '.join(MODELS)}")
-    epochs = a.epochs or (5 if a.dataset == "synthetic" else 4)
-    ds = _load_data(a.dataset, a.data_dir)
-    if a.train_images:
-        if a.train_images < ds.num_classes:
-            raise UserError(f"--train-images {a.train_images} is fewer than the {ds.num_classes} classes")
-        if a.train_images > len(ds.train_y):
-            print(f"note: --train-images {a.train_images} exceeds the {len(ds.train_y)} training images; using all")
-        ds = subset(ds, min(a.train_images, len(ds.train_y)), len(ds.test_y), seed=a.seed)
-    augment = a.augment
-    options = {"width": a.width} if a.width is not None else {}
-    if options and model_name not in ("alexnet-cifar", "vgg11-cifar"):
-        raise UserError(f"--width applies to alexnet-cifar and vgg11-cifar, not {model_name}")
-    model = build(model_name, num_classes=ds.num_classes, seed=a.seed, **options)
-    methods = build_methods(a.method)
-    opt = SGD(model, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay, nesterov=a.nesterov)
-    schedule = make_schedule(a.schedule, a.lr, epochs)
-    out = a.out or os.path.join("runs", f"{model_name}-{ds.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserError(f"--out {out} is a file, not a directory")
-    if os.path.isdir(out) and os.path.exists(os.path.join(out, "summary.json")):
-        raise UserError(f"run directory {out} already holds a finished run; choose another --out")
-    ledger = Ledger(model, energy=_energy_table(a), momentum=a.momentum > 0, weight_decay=a.weight_decay > 0)
-    stats = None
-    if a.stats:
-        from .stats import StatsRecorder
-        stats = StatsRecorder(model, every=a.stats_every)
-    config = {k: v for k, v in vars(a).items() if k not in ("command", "no_progress")}
-    config.update(model=model_name, epochs=epochs)
-    trainer = Trainer(model, ds, opt, schedule, epochs, batch_size=a.batch_size, augment=augment,
-                      methods=methods, ledger=ledger, stats=stats, run_dir=out, seed=a.seed,
-                      progress=not a.no_progress, verbose=True, config=config)
-    print(f"training {model_name} on {ds.name} ({len(ds.train_y)} train / {len(ds.test_y)} test images), "
-          f"{epochs} epochs, methods: {', '.join(m.describe() for m in methods) or 'baseline'}", flush=True)
-    summary = trainer.fit()
+
+def cmd_train(a):
+    from .training.setup import build_run
+    from .training.runfiles import RunDirError, check_writable, clear_run, holds_run, is_locked, read_summary
+    if a.resume:
+        return _resume(a)
+    out = a.out or os.path.join("runs", f"{a.model or 'convnet-small'}-{a.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        check_writable(out)
+    except RunDirError as e:
+        raise UserError(str(e)) from None
+    cfg = {k: v for k, v in vars(a).items() if k not in RESUME_FLAGS + ("overwrite", "out")}
+    job = build_run(cfg)                       # validates everything before touching the directory
+    if holds_run(out):
+        if is_locked(out):
+            raise UserError(f"run directory {out} is in use by another run")
+        if not a.overwrite:
+            summ = read_summary(out)
+            what = (f"a {summ.get('status', 'finished')} run" if summ else "an unfinished run (resume it with "
+                    f"minicnn train --resume {out})")
+            raise UserError(f"run directory {out} already holds {what}; choose another --out or add --overwrite")
+        gone = clear_run(out)
+        print(f"--overwrite: deleted {', '.join(gone)} in {out}")
+    return _run(job, out, resume=False, progress=not a.no_progress)
+
+
+def _resume(a):
+    from .training.setup import build_run
+    from .training.runfiles import read_summary
+    defaults = vars(_parser().parse_args(["train"]))
+    given = [k for k, v in vars(a).items() if k not in RESUME_FLAGS and v != defaults.get(k)]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise UserError(f"{flag} cannot be combined with --resume (a resumed run keeps its recorded configuration)")
+    out = a.resume
+    cfg_path = os.path.join(out, "config.json")
+    if not os.path.isdir(out):
+        raise UserError(f"run directory {out} does not exist")
+    if not os.path.exists(cfg_path):
+        raise UserError(f"{out} has no config.json: it is not a minicnn run directory (or predates --resume)")
+    summ = read_summary(out)
+    if summ and summ.get("status") in ("completed", "diverged"):
+        raise UserError(f"the run in {out} is {summ['status']}; there is nothing to resume")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    job = build_run(cfg)
+    return _run(job, out, resume=True, progress=not a.no_progress)
+
+
+def _run(job, out, resume, progress):
+    from .kernels import cache_is_warm
+    from .training import Trainer, TrainingInterrupted
+    ds, cfg = job["ds"], job["config"]
+    trainer = Trainer(job["model"], ds, job["opt"], job["schedule"], job["epochs"], batch_size=cfg["batch_size"],
+                      augment=cfg.get("augment", "none"), methods=job["methods"], ledger=job["ledger"],
+                      stats=job["stats"], run_dir=out, seed=cfg["seed"], progress=progress, verbose=True,
+                      config=cfg, val_images=cfg.get("val_images") or 0)
+    n_ep = job["epochs"]
+    val = f" / {len(trainer.val_y)} validation" if len(trainer.val_y) else ""
+    print(f"{'resuming' if resume else 'training'} {job['name']} on {ds.name} ({len(trainer.dataset.train_y)} train"
+          f"{val} / {len(ds.test_y)} test images), {n_ep} epoch{'s' if n_ep != 1 else ''}, methods: "
+          f"{', '.join(m.describe() for m in job['methods']) or 'baseline'}", flush=True)
+    if not cache_is_warm():
+        print("compiling kernels (first run only, about 15 s)...", flush=True)
+    try:
+        summary = trainer.fit(resume=resume)
+    except TrainingInterrupted as e:
+        done = e.summary["epochs"]
+        print(f"minicnn: interrupted after {done} finished epoch{'s' if done != 1 else ''}; "
+              f"resume with: minicnn train --resume {out}", file=sys.stderr)
+        return 130
     sv = summary.get("savings", {})
-    print(f"final test accuracy {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f}), "
-          f"{summary['wall_time_s']:.1f}s; training MACs {summary['macs']['total']:.4g}, "
-          f"energy {summary['energy_j']['total']:.4g} J (savings vs dense: MACs {sv.get('macs', 0):.1%}, "
-          f"energy {sv.get('energy', 0):.1%})")
+    if summary["final_test_acc"] is not None:
+        print(f"final test accuracy {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f}), "
+              f"{summary['wall_time_s']:.1f}s; training MACs {summary['macs']['total']:.4g}, "
+              f"energy {summary['energy_j']['total']:.4g} J (savings vs dense: MACs {sv.get('macs', 0):.1%}, "
+              f"energy {sv.get('energy', 0):.1%})")
     print(f"run written to {out}")
+    if summary["status"] == "diverged":
+        d = summary["diverged_at"]
+        print(f"minicnn: error: training diverged (non-finite loss) in epoch {d['epoch']}, batch {d['batch']}; "
+              "try a smaller --lr", file=sys.stderr)
+        return 3
     return 0
 
 
 def cmd_evaluate(a):
     from .training import evaluate, load_checkpoint
     model, meta, mean, std = load_checkpoint(a.checkpoint)
-    ds = _load_data(a.dataset, a.data_dir)
+    bad = [k for k, v in model.state_dict().items() if not np.all(np.isfinite(v))]
+    if bad:
+        raise UserError(f"checkpoint {a.checkpoint} holds non-finite weights (e.g. {bad[0]}); "
+                        "the run that wrote it diverged")
+    dataset = a.dataset or meta.get("dataset") or "synthetic"
+    if dataset not in DATASETS:
+        raise UserError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+    ds = _load_data(dataset, a.data_dir)
     n_out = model.output_shape((1, 3, 32, 32))[1]
     if n_out != ds.num_classes:
         raise UserError(f"checkpoint has {n_out} classes but dataset {ds.name} has {ds.num_classes}")
@@ -204,6 +287,8 @@ def cmd_evaluate(a):
         from .data import channel_stats
         mean, std = channel_stats(ds.train_x)
     r = evaluate(model, x, y, a.batch_size, mean, std)
+    if not np.isfinite(r["loss"]):
+        raise UserError(f"the model gives a non-finite loss on {ds.name} {a.split}")
     if a.json:
         print(json.dumps(r))
     else:
@@ -261,13 +346,23 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "cost": cmd_cost, "plo
             "inspect": cmd_inspect, "bench": cmd_bench}
 
 
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
+    import signal
     args = _parser().parse_args(argv)
     from .data import DataError
     from .layers import ShapeError
+    from .training.runfiles import RunDirError
+    debug = getattr(args, "debug", False)
+    old = signal.signal(signal.SIGTERM, _sigterm)   # a killed sweep ends its runs like Ctrl-C
     try:
         return COMMANDS[args.command](args)
-    except (UserError, DataError, ShapeError, ValueError, KeyError, OSError) as e:
+    except (UserError, DataError, ShapeError, RunDirError, ValueError, KeyError, OSError) as e:
+        if debug:
+            raise
         # KeyError's str() is the repr of its argument: use the argument itself
         msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         msg = msg.strip() or type(e).__name__
@@ -276,6 +371,15 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("minicnn: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:   # a bug in minicnn or in a method, not the user's doing
+        if debug:
+            raise
+        msg = (str(e).strip().splitlines() or [""])[0]
+        print(f"minicnn: internal error: {type(e).__name__}: {msg} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":  # pragma: no cover

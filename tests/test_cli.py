@@ -176,11 +176,16 @@ def test_out_that_is_a_file_is_refused(tmp_path):
     assert r.returncode == 1 and "is a file" in r.stderr and f.read_text() == "keep me"
 
 
-def test_a_diverged_run_still_writes_valid_json(tmp_path):
+def test_a_diverged_run_stops_with_status_and_exit_3(tmp_path):
+    """--lr 1e9: stop at the first non-finite loss, say where, exit 3, keep finite weights, valid JSON."""
     out = tmp_path / "run"
-    r = run("train", "--lr", "1e9", "--epochs", "1", "--no-progress", "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    rec = json.loads(open(out / "metrics.jsonl").readline(),
-                     parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
-    assert rec["test_loss"] is None or np.isfinite(rec["test_loss"])
-    json.load(open(out / "summary.json"), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    r = run("train", "--lr", "1e9", "--epochs", "2", "--no-progress", "--out", str(out))
+    assert r.returncode == 3, r.stderr
+    err = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(err) == 1 and "diverged" in err[0] and "epoch 1, batch" in err[0], r.stderr
+    summary = json.load(open(out / "summary.json"), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert summary["status"] == "diverged"
+    assert summary["diverged_at"]["epoch"] == 1 and summary["diverged_at"]["batch"] >= 1
+    with np.load(out / "model.npz") as z:        # the last finite weights (here: the initial ones)
+        assert all(np.all(np.isfinite(z[k])) for k in z.files if k.startswith("state/"))
+    assert open(out / "metrics.jsonl").read() == ""      # no epoch finished

@@ -11,7 +11,8 @@ import pytest
 
 from minicnn.cost import Counts, EnergyTable, Ledger, static_cost
 from minicnn.cost.rules import RULES, Rule, register
-from minicnn.hooks import FormatTable, Hook, HookList, TensorFormat
+from minicnn.cost.formats import FormatTable, TensorFormat
+from minicnn.hooks import Hook, HookList
 from minicnn.layers import (AvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Flatten, GlobalAvgPool2d, Linear,
                             MaxPool2d, ReLU, Sequential)
 from minicnn.layers.base import Layer

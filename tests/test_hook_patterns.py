@@ -17,7 +17,8 @@ import pytest
 
 from minicnn.cost import Ledger
 from minicnn.data import synthetic
-from minicnn.hooks import Hook, HookList, TensorFormat
+from minicnn.cost.formats import TensorFormat
+from minicnn.hooks import Hook, HookList
 from minicnn.layers import Conv2d, Linear
 from minicnn.losses import SoftmaxCrossEntropy
 from minicnn.models import build
@@ -129,7 +130,7 @@ class PruneGradOutput(Hook):
 
 
 def test_pruned_output_gradient_is_used_and_counted_on_its_nonzeros():
-    from minicnn.hooks import FormatTable
+    from minicnn.cost.formats import FormatTable
     model = build("convnet-small", seed=0)
     formats = FormatTable()
     ledger = Ledger(model, formats=formats)

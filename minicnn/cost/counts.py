@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..hooks import FP32, FormatTable, TensorFormat
+from .formats import FP32, FormatTable, TensorFormat
 from .energy import EnergyTable
 
 #: training phases, in the order a step runs them; ``total`` sums these
@@ -129,7 +129,10 @@ class Meter:
     def __init__(self, formats: FormatTable | None, energy: EnergyTable, layer):
         self.formats, self.energy, self.layer = formats, energy, layer
 
-    def fmt(self, role: str | None) -> TensorFormat:
+    def fmt(self, role: "str | TensorFormat | None") -> TensorFormat:
+        """The format of ``role`` for this layer; a TensorFormat given instead of a role is used as is."""
+        if isinstance(role, TensorFormat):
+            return role
         if role is None or not self.formats:
             return FP32
         return self.formats.get(self.layer, role)

@@ -62,7 +62,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
-from ..hooks import FP32, TensorFormat
+from .formats import FP32, TensorFormat
 
 #: the memory levels an EnergyTable knows (field names, pJ per 64-bit access)
 MEMORY_LEVELS = ("cache_8kb", "cache_32kb", "cache_1mb", "dram")

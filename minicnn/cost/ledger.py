@@ -1,22 +1,40 @@
 """The training cost ledger: a hook that counts, layer by layer, the work training really did.
 
 Attach it as the *last* hook (an observer: it sees the tensors after every
-method transformed them)::
+method transformed them). It is an ordinary hook: the trainer treats it like
+any other, and everything it counts it learns from hook points::
+
+    on_train_begin      reads the optimizer (momentum, weight decay) for the update counts
+    on_batch_begin      adds one dense step per batch of the schedule (dropped ones too)
+    forward_output      forward work, counted as ``eval`` when ``layer.training`` is False
+    observe_backward    dL/dx and the dL/dW the layer computed
+    on_param_update     one optimizer update of one parameter
+
+Used by hand (no trainer)::
 
     ledger = Ledger(model, momentum=True)
     model.set_hooks(HookList([*methods, ledger]))
-    ...                                   # per batch of the schedule:
-    ledger.add_dense_step(len(y), x.shape[1:])   # what a plain run would cost
+    ledger.add_dense_step(len(y), x.shape[1:])   # per batch: what a plain run would cost
     logits = model.forward(x); model.backward(dlogits)
     for layer, name in optimizer.step(): ledger.count_update(layer, name, n_state=1)
     ledger.summary()                      # -> summary.json;  ledger.save("cost.json")
+
+Work the rules cannot see (a method's own computation: PSG's MSB
+weight-gradient pass, SLU's gate bookkeeping) is added by the method with
+the public call :meth:`Ledger.add_work`::
+
+    m = ledger.meter(layer)
+    ledger.add_work(layer, "backward_weight",
+                    m.counts(macs=n, mac_fmt=TensorFormat(bits=10, fixed=True), moved=[("input", t)]))
 
 What is counted, and where (phases):
 
 * ``forward``         ``forward_output`` of every leaf layer, and of every
                       BasicBlock for its residual add, in train mode;
-* ``eval``            the same in eval mode (``set_mode("eval")``); never
-                      part of the training ``total``;
+* ``eval``            the same for layers in eval mode (``layer.training``
+                      False); never part of the training ``total``, so a
+                      method that calls ``evaluate()`` itself is counted
+                      as evaluation, never as training;
 * ``backward_input``  ``observe_backward`` of a layer that computed dL/dx
                       (dx is not None: the containers set
                       ``needs_input_grad`` and layers honour it, so the
@@ -24,8 +42,8 @@ What is counted, and where (phases):
                       are not counted); a BasicBlock's dx_main + dx_shortcut;
 * ``backward_weight`` the same call, per parameter whose gradient was
                       computed (``requires_grad`` True): dW and db apart;
-* ``update``          ``count_update``, called by the trainer per parameter
-                      the optimizer actually updated.
+* ``update``          ``on_param_update``, called per parameter the
+                      optimizer actually updated.
 
 Layers that backward never visited (it stops at the lowest trained layer)
 are simply not counted. Shapes are the actual ones (a smaller last batch,
@@ -87,7 +105,8 @@ from __future__ import annotations
 
 import json
 
-from ..hooks import FormatTable, Hook
+from ..hooks import Hook
+from .formats import FormatTable
 from .counts import PHASES, TRAIN_PHASES, Counts, Meter, Tensor
 from .energy import EnergyTable
 from .rules import Work, residual_rows, rule_for, update_counts
@@ -114,8 +133,8 @@ class Ledger(Hook):
         self.formats = formats if formats is not None else FormatTable()
         self.energy = energy if energy is not None else EnergyTable()
         self.momentum, self.weight_decay = bool(momentum), bool(weight_decay)
-        self.mode = "train"
         self._dense_cache: dict = {}
+        self._input_shape_hint = (3, 32, 32)
         self.reset()
 
     # -- state -----------------------------------------------------------------------------
@@ -125,14 +144,39 @@ class Ledger(Hook):
         self._dense: dict[str, dict[str, Counts]] = {}
         self._seen: dict[str, tuple[Tensor, Tensor, bool]] = {}   # last forward (x, y, training) per layer
         self._types: dict[str, str] = {}
+        self._extra: dict[str, Counts] = {p: Counts() for p in PHASES}
         self.dense_steps = 0
         self.dense_images = 0
 
-    def set_mode(self, mode: str) -> None:
-        """'train': forward work is counted as ``forward``; 'eval': as ``eval``."""
-        if mode not in ("train", "eval"):
-            raise ValueError(f"ledger mode must be 'train' or 'eval', got {mode!r}")
-        self.mode = mode
+    def add_work(self, layer, phase: str, counts: Counts, kind: str | None = None, extra: bool = False) -> None:
+        """Add ``counts`` of work to ``layer`` (a layer or a site name) in ``phase``.
+
+        The public way for a method to count work the rules cannot see: its
+        own computation (PSG's MSB weight-gradient pass and its fallback
+        pass, priced at their bit widths), or the work of a layer whose
+        backward it replaced (``supply_grads``: the layer did not compute
+        dW, so the rules did not count it; the method counts what it did
+        instead). ``phase`` is one of ``PHASES``. Work added here is actual
+        work; the dense count never includes it. ``extra=True`` marks work a
+        plain run would not do at all (SLU's gate bookkeeping, PSG's
+        predictor): it is also tallied in :meth:`extra_totals`, which the
+        method conformance test allows on top of the dense count.
+        """
+        if phase not in PHASES:
+            raise ValueError(f"cost ledger: unknown phase {phase!r}; choose one of {', '.join(PHASES)}")
+        if isinstance(layer, str):
+            layer = _Named(layer)
+        self._add(layer, phase, counts, kind)
+        if extra:
+            self._extra[phase] += counts
+
+    def extra_totals(self) -> dict[str, Counts]:
+        """{phase: Counts} of the work added with ``add_work(..., extra=True)``."""
+        return {p: c.copy() for p, c in self._extra.items()}
+
+    def meter(self, layer) -> Meter:
+        """A :class:`Meter` for ``layer``: builds Counts at the formats methods declared."""
+        return Meter(self.formats, self.energy, layer)
 
     def _add(self, layer, phase: str, c: Counts, kind: str | None = None) -> None:
         per = self._actual.get(layer.name)
@@ -141,12 +185,27 @@ class Ledger(Hook):
             self._types[layer.name] = kind or type(layer).__name__
         per[phase] += c
 
-    def _meter(self, layer) -> Meter:
-        return Meter(self.formats, self.energy, layer)
+    _meter = meter
+
+    # -- trainer-level hooks -----------------------------------------------------------------
+    def on_train_begin(self, state):
+        """Count updates the way this optimizer does them; use the trainer's format table."""
+        opt = state.optimizer
+        self.momentum, self.weight_decay = bool(opt.momentum), bool(opt.weight_decay)
+        self.formats = state.formats
+        self._input_shape_hint = tuple(state.input_shape)
+
+    def on_batch_begin(self, state):
+        """Every batch of the schedule, processed or dropped, costs one dense step."""
+        self.add_dense_step(len(state.y), state.input_shape)
+        return True
+
+    def on_param_update(self, layer, name, optimizer):
+        self.count_update(layer, name, 1 if optimizer.momentum else 0)
 
     # -- layer-level hooks ---------------------------------------------------------------------
     def forward_output(self, layer, x, y):
-        phase = "eval" if self.mode == "eval" else "forward"
+        phase = "forward" if layer.training else "eval"
         if not layer.is_container:
             m = self._meter(layer)
             xt, yt = Tensor.of(x, m.fmt("input")), Tensor.of(y, m.fmt("output"))
@@ -195,7 +254,7 @@ class Ledger(Hook):
         raise RuntimeError(f"cost ledger: backward of {layer.name} without a forward it could see")
 
     def _input_shape(self):
-        return next(iter(self._dense_cache))[1] if self._dense_cache else (3, 32, 32)
+        return next(iter(self._dense_cache))[1] if self._dense_cache else self._input_shape_hint
 
     # -- trainer calls -------------------------------------------------------------------------
     def count_update(self, layer, param_name: str, n_state: int) -> None:
@@ -316,6 +375,30 @@ class Ledger(Hook):
         return self._types.get(name, "?")
 
     def save(self, path: str) -> None:
-        """Write :meth:`to_json` to ``path``."""
-        with open(path, "w") as f:
-            json.dump(self.to_json(), f, indent=1)
+        """Write :meth:`to_json` to ``path`` (atomically: a temporary file, then a rename)."""
+        from ..training.runfiles import atomic_write_json
+        atomic_write_json(path, self.to_json(), indent=1)
+
+    # -- resuming --------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything counted so far, JSON-able (floats round-trip exactly), for checkpoints."""
+        def dump(table):
+            return {n: {p: c.to_dict() for p, c in per.items()} for n, per in table.items()}
+        return {"actual": dump(self._actual), "dense": dump(self._dense), "types": dict(self._types),
+                "extra": {p: c.to_dict() for p, c in self._extra.items()},
+                "dense_steps": self.dense_steps, "dense_images": self.dense_images}
+
+    def load_state_dict(self, d: dict) -> None:
+        def load(table):
+            return {n: {p: Counts.from_dict(c) for p, c in per.items()} for n, per in table.items()}
+        self._actual, self._dense = load(d["actual"]), load(d["dense"])
+        self._types = dict(d["types"])
+        self._extra = {p: Counts.from_dict(c) for p, c in d["extra"].items()}
+        self.dense_steps, self.dense_images = int(d["dense_steps"]), int(d["dense_images"])
+
+
+class _Named:
+    """Stands for a site known only by name (``Ledger.add_work("gates", ...)``)."""
+
+    def __init__(self, name: str):
+        self.name = name

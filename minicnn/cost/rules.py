@@ -309,11 +309,11 @@ class ResidualAddRule(Rule):
 
 
 def residual_rows(block, n: int) -> int:
-    """How many of the ``n`` samples went through ``block``'s add in its last forward."""
-    if not getattr(block, "_ran_main", True):
-        return 0
-    mask = getattr(block, "_mask", None)
-    return n if mask is None else int(mask.sum())
+    """How many of the ``n`` samples went through ``block``'s add in its last forward.
+
+    Read from what the block publishes (``executed_count``; see ``BasicBlock``).
+    """
+    return int(getattr(block, "executed_count", n))
 
 
 def update_counts(m: Meter, layer, param: str, n_state: int, weight_decay: bool = False,

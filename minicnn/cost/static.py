@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..hooks import FormatTable
+from .formats import FormatTable
 from .counts import PHASES, TRAIN_PHASES, Counts, Meter, Tensor
 from .energy import EnergyTable
 from .rules import ResidualAddRule, Work, rule_for, update_counts

@@ -19,7 +19,7 @@ from .augment import (AUGMENTATIONS, apply_augment, crop_with_offsets, flip_with
 from .cifar import find_cifar, load_cifar10, load_cifar100, save_cifar_binary, save_cifar_python
 from .dataset import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR100_COARSE_CLASSES,
                       CIFAR100_FINE_CLASSES, CIFAR100_MEAN, CIFAR100_STD, DataError, Dataset,
-                      channel_stats, subset)
+                      channel_stats, split_validation, subset)
 from .iterator import BatchIterator
 from .registry import DATASETS, load_dataset
 from .safe_pickle import RestrictedUnpickler, safe_load, safe_loads
@@ -31,5 +31,5 @@ __all__ = [
     'DataError', 'Dataset', 'RestrictedUnpickler', 'apply_augment', 'channel_stats', 'crop_with_offsets',
     'find_cifar', 'flip_with_mask', 'load_cifar10', 'load_cifar100', 'load_dataset', 'normalize',
     'random_crop', 'random_flip', 'safe_load', 'safe_loads', 'save_cifar_binary', 'save_cifar_python',
-    'subset', 'synthetic',
+    "subset", "split_validation", "synthetic",
 ]

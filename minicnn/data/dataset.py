@@ -207,3 +207,29 @@ def subset(ds: Dataset, n_train: int | None, n_test: int | None, seed: int = 0) 
     return Dataset(ds.name, ds.train_x[itr], ds.train_y[itr], ds.test_x[ite], ds.test_y[ite],
                    list(ds.classes), label_kind=ds.label_kind, alt_labels=alt,
                    source=f"subset(seed={seed}) of {ds.source}" if ds.source else f"subset(seed={seed})")
+
+
+def split_validation(ds: Dataset, n_val: int, seed: int = 0) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """Carve a class-balanced validation set of ``n_val`` images out of the training images.
+
+    Returns ``(train_ds, val_x, val_y)``: ``train_ds`` keeps the other
+    training images (their order kept) and the whole test split. The same
+    seed carves the same images (a stream of its own, so it does not depend
+    on ``subset``'s draws). Methods that decide from accuracy (WUS, LARS
+    skipping) read the validation accuracy, never the test accuracy.
+    """
+    if n_val is None or n_val == 0:
+        return ds, ds.train_x[:0], ds.train_y[:0]
+    if int(n_val) != n_val or n_val < ds.num_classes:
+        raise DataError(f"validation set: give at least one image per class ({ds.num_classes}), got {n_val!r}")
+    if n_val >= len(ds.train_y):
+        raise DataError(f"validation set of {n_val} images leaves no training images (there are {len(ds.train_y)})")
+    rng = np.random.default_rng([seed, 0x76616C])            # "val"
+    iv = _balanced_indices(ds.train_y, int(n_val), ds.num_classes, rng, 'validation', ds.name)
+    keep = np.ones(len(ds.train_y), dtype=bool)
+    keep[iv] = False
+    it = np.flatnonzero(keep)
+    alt = {k: (tr[it], te, cls) for k, (tr, te, cls) in ds.alt_labels.items()}
+    train = Dataset(ds.name, ds.train_x[it], ds.train_y[it], ds.test_x, ds.test_y, list(ds.classes),
+                    label_kind=ds.label_kind, alt_labels=alt, source=ds.source)
+    return train, ds.train_x[iv], ds.train_y[iv]

@@ -1,9 +1,16 @@
 """Mini-batches for training and evaluation: shuffle, augment, normalise.
 
-Randomness is a pure function of ``(seed, epoch)``: pass ``epoch`` uses the
-generator ``np.random.default_rng([seed, epoch])`` for its permutation and
-then, batch after batch, for its augmentation draws. So the same seed gives
-the same batches in every run, and each epoch gets a different order.
+Randomness is a pure function of ``(seed, epoch, batch)``: pass ``epoch``
+takes its permutation from ``np.random.default_rng([seed, epoch])`` and batch
+``b`` of it takes its augmentation draws from a stream of its own,
+``np.random.default_rng([seed, epoch, b])``. So the same seed gives the same
+batches in every run, each epoch gets a different order, and a batch that is
+never loaded (dropped by SMD before loading) does not shift the crops and
+flips of any later batch.
+
+The trainer uses the two halves separately: :meth:`BatchIterator.plan` gives
+the indices of every batch of an epoch (cheap), :meth:`BatchIterator.load`
+turns one of them into a normalized float32 batch (the work).
 
 Epoch bookkeeping mirrors ``DistributedSampler.set_epoch`` but is forgiving:
 ``set_epoch(e)`` makes the *next* pass use epoch e, and every pass advances
@@ -75,16 +82,22 @@ class BatchIterator:
         self.epoch += 1
         return self._batches(epoch)
 
-    def _batches(self, epoch):
-        rng = np.random.default_rng([self.seed, epoch])
+    def plan(self, epoch: int) -> list[np.ndarray]:
+        """The dataset indices of every batch of pass ``epoch``, in order (no pixels touched)."""
         n = len(self.y)
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
-        for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            xb = self.x[idx]
-            if self.augment:
-                xb = apply_augment(xb, self.augment, rng)
-            yield normalize(xb, self.mean, self.std), self.y[idx]
+        order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+        return [order[b * self.batch_size:(b + 1) * self.batch_size] for b in range(len(self))]
+
+    def load(self, idx: np.ndarray, epoch: int, batch: int) -> np.ndarray:
+        """Batch ``batch`` of pass ``epoch``: the images ``idx``, augmented with the batch's own stream, normalized."""
+        xb = self.x[idx]
+        if self.augment:
+            xb = apply_augment(xb, self.augment, np.random.default_rng([self.seed, epoch, batch]))
+        return normalize(xb, self.mean, self.std)
+
+    def _batches(self, epoch):
+        for b, idx in enumerate(self.plan(epoch)):
+            yield self.load(idx, epoch, b), self.y[idx]
 
     def __repr__(self) -> str:
         return (f"BatchIterator(n={len(self.y)}, batch_size={self.batch_size}, batches={len(self)}, "

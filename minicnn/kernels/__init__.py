@@ -50,6 +50,13 @@ configure_threads()
 tune_malloc()
 
 
+def cache_is_warm() -> bool:
+    """True if numba's on-disk cache already holds compiled kernels (so the first batch starts at once)."""
+    import glob
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
+    return bool(glob.glob(os.path.join(here, "im2col.*.nbi"))) and bool(glob.glob(os.path.join(here, "*.nbc")))
+
+
 def warmup(dtypes=(np.float32,)) -> None:
     """Compile (or load from cache) every kernel for the given dtypes on tiny inputs."""
     for dt in dtypes:

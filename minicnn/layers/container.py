@@ -94,19 +94,40 @@ class Container(Layer):
             v[...] = state[k]
 
     # -- forward/backward of one child, with the hook points ---------------------
-    def _forward_child(self, child: Layer, x: np.ndarray) -> np.ndarray:
+    def forward_child(self, child: Layer, x: np.ndarray) -> np.ndarray:
+        """``child.forward(x)`` with the forward hook points around it."""
         hooks = self.hooks
         x = hooks.forward_input(child, x)
         y = child.forward(x)
         return hooks.forward_output(child, x, y)
 
-    def _backward_child(self, child: Layer, dy: np.ndarray):
+    def backward_child(self, child: Layer, dy: np.ndarray):
+        """``child.backward(dy)`` with the backward hook points around it.
+
+        Gradients that hooks supply (``supply_grads``) are not computed by the
+        child: their ``requires_grad`` is off during its backward (and while
+        observers look, so the ledger does not count a dW nobody computed),
+        then the supplied arrays become ``child.grads``.
+        """
         hooks = self.hooks
         dy = hooks.backward_output_grad(child, dy)
-        dx = child.backward(dy)
-        dx = hooks.backward_input_grad(child, dx)
-        hooks.observe_backward(child, dy, dx)
+        supplied = hooks.supply_grads(child, dy) if not child.is_container else {}
+        supplied = {n: g for n, g in supplied.items() if child.requires_grad.get(n, False)}
+        for n in supplied:
+            child.requires_grad[n] = False
+        try:
+            dx = child.backward(dy)
+            dx = hooks.backward_input_grad(child, dx)
+            hooks.observe_backward(child, dy, dx)
+        finally:
+            for n in supplied:
+                child.requires_grad[n] = True
+        for n, g in supplied.items():
+            child.grads[n] = g
         return dx
+
+    _forward_child = forward_child
+    _backward_child = backward_child
 
     def _backward_chain(self, chain: list[Layer], dy: np.ndarray, need_input_grad: bool):
         """Backward through ``chain`` (forward order), stopping as early as possible.

@@ -76,6 +76,8 @@ class BasicBlock(Container):
         if mask is not None and self.projection:
             raise ValueError(f"{self.name}: a block with a projection shortcut cannot be skipped per sample")
         self._mask = None if mask is None or mask.all() else np.asarray(mask, dtype=bool)
+        #: published for observers (the ledger): which samples ran the residual branch (None = all)
+        self.executed_mask = self._mask
 
         # shortcut branch
         s = x
@@ -93,6 +95,8 @@ class BasicBlock(Container):
                 s = s.copy()
                 s[self._mask] += h
         self._ran_main = h.shape[0] > 0
+        #: how many samples ran the residual branch (and its add) in the last forward
+        self.executed_count = int(h.shape[0])
         # (the add is counted by the ledger when the parent container reports this block)
         return self._forward_child(self.relu_out, s)
 

@@ -10,11 +10,11 @@ the optimizer skips the frozen params, so the saved work shows in the ledger.
 """
 from __future__ import annotations
 
-from .base import Method
+from .base import Method, register_method
 
 
+@register_method("freeze")
 class Freeze(Method):
-    name = "freeze"
 
     def __init__(self, layers: str = "", params: str = "all", start: int = 0, stop: int = 10**9):
         if not layers:
@@ -48,3 +48,7 @@ class Freeze(Method):
             for layer, name in self._frozen:
                 layer.requires_grad[name] = True
             self._frozen = []
+
+    def epoch_record(self, state):
+        """Which params this method kept frozen in the epoch that just ended."""
+        return {"frozen": sorted(f"{layer.name}.{name}" for layer, name in self._frozen)}

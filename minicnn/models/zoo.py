@@ -40,12 +40,61 @@ def kaiming_normal_(conv: Conv2d, rng: np.random.Generator) -> None:
 
 
 class Model(Sequential):
-    """A Sequential that remembers how it was built (for checkpoints)."""
+    """A Sequential that remembers how it was built (for checkpoints), and may hold
+    layers owned by training methods.
+
+    ``model.aux`` holds the layers a method adds with :meth:`add_aux` (SLU's
+    gates). They are not part of ``forward``: the method runs them itself,
+    through ``model.aux.forward_child`` / ``backward_child`` so that hooks
+    (the ledger) see them. They are parameters like any other: in
+    ``named_parameters`` (so the optimizer trains them), ``state_dict``
+    (so ``model.npz`` saves them), ``train()``/``eval()``/``zero_grad()``;
+    and they are *not* part of the dense cost of the model (a plain run has
+    no gates).
+    """
 
     def __init__(self, *layers, arch: str, config: dict, dtype=np.float32):
         self.arch = arch
         self.config = config
         super().__init__(*layers, dtype=dtype)
+        self.aux = Sequential(dtype=dtype)
+        self.aux.name = "aux"
+
+    def add_aux(self, name: str, layer):
+        """Add a method-owned layer as ``aux.<name>``; returns it."""
+        if any(n == name for n, _ in self.aux._children):
+            raise ValueError(f"{self.arch}: an auxiliary layer named {name!r} exists already")
+        self.aux._children.append((name, layer))
+        layer.name = f"aux.{name}"
+        if layer.is_container:
+            layer._name_children(layer.name)
+            layer.set_hooks(self.hooks)
+        layer.training = self.training
+        return layer
+
+    def modules(self):
+        yield from super().modules()
+        if len(self.aux):
+            yield self.aux
+            yield from self.aux.modules()
+
+    def set_hooks(self, hooks):
+        super().set_hooks(hooks)
+        self.aux.set_hooks(hooks)
+
+    def train(self):
+        super().train()
+        self.aux.train()
+        return self
+
+    def eval(self):
+        super().eval()
+        self.aux.eval()
+        return self
+
+    def zero_grad(self):
+        super().zero_grad()
+        self.aux.zero_grad()
 
     def extra_repr(self):
         return f"arch={self.arch!r}" + super().extra_repr()

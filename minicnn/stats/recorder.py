@@ -320,13 +320,37 @@ class StatsRecorder(Hook):
             self._batch_record(layer, "grad_output", dy, hist=True)
 
     # -- storage ------------------------------------------------------------------------------
-    def attach(self, run_dir: str) -> None:
-        """Write the meta line to ``run_dir/stats.jsonl`` and append records there from now on."""
+    def attach(self, run_dir: str, resume: bool = False) -> None:
+        """Write the meta line to ``run_dir/stats.jsonl`` and append records there from now on.
+
+        ``resume=True`` (after :meth:`load_state_dict`): keep the file as it was
+        when the checkpoint was written, cutting off what a killed run wrote after it.
+        """
         os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, STATS_FILE), "w") as f:
-            f.write(json.dumps(self.meta()) + "\n")
+        path = os.path.join(run_dir, STATS_FILE)
+        if resume:
+            with open(path, "r+b") as f:
+                f.truncate(self._file_bytes)
+        else:
+            with open(path, "w") as f:
+                f.write(json.dumps(self.meta()) + "\n")
         self.run_dir = run_dir
         self.flush()
+
+    # -- resuming ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Position in training and in stats.jsonl (called right after an epoch's flush)."""
+        self.flush()
+        size = os.path.getsize(os.path.join(self.run_dir, STATS_FILE)) if self.run_dir else 0
+        return {"trained": self._trained, "epoch": self._epoch, "init_done": self._init_done,
+                "rng": self.rng.bit_generator.state, "file_bytes": size}
+
+    def load_state_dict(self, d: dict) -> None:
+        self._trained, self._epoch = int(d["trained"]), int(d["epoch"])
+        self._init_done = bool(d["init_done"])
+        self.rng.bit_generator.state = d["rng"]
+        self._file_bytes = int(d["file_bytes"])
+        self.records, self._snap, self._due = [], None, False
 
     def flush(self) -> None:
         """Append the pending records to the attached file (no-op when not attached)."""

@@ -26,6 +26,8 @@ class SGD:
                  nesterov: bool = False, dampening: float = 0.0):
         if lr < 0 or momentum < 0 or weight_decay < 0:
             raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0 (got {lr}, {momentum}, {weight_decay})")
+        if momentum >= 1:
+            raise ValueError(f"SGD: momentum must lie in [0, 1), got {momentum} (a momentum >= 1 makes updates grow without bound)")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: nesterov momentum requires a momentum > 0 and zero dampening")
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
@@ -88,8 +90,32 @@ class CosineLR:
         return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.t_max)) / 2
 
 
-def make_schedule(name: str, base_lr: float, epochs: int, step_size: int | None = None, gamma: float = 0.1):
-    """``name`` in {constant, step, cosine}; step decays by ``gamma`` every ``step_size`` (default epochs // 3) epochs."""
+class MultiStepLR:
+    """``lr = base_lr * gamma ** (number of milestones <= epoch)`` (torch MultiStepLR, stepped per epoch)."""
+
+    def __init__(self, base_lr: float, milestones, gamma: float = 0.1):
+        ms = sorted(int(m) for m in milestones)
+        if any(m < 1 for m in ms):
+            raise ValueError(f"MultiStepLR: milestones must be epochs >= 1, got {list(milestones)}")
+        self.base_lr, self.milestones, self.gamma = base_lr, ms, gamma
+
+    def lr_at(self, epoch: int) -> float:
+        return self.base_lr * self.gamma ** sum(1 for m in self.milestones if m <= epoch)
+
+
+def stretch_milestones(milestones, scale: float) -> list[int]:
+    """Milestones of a schedule stretched by ``scale`` (SMD's ``epochs_scale``), rounded to the nearest epoch."""
+    return [max(1, int(round(m * scale))) for m in milestones]
+
+
+def make_schedule(name: str, base_lr: float, epochs: int, step_size: int | None = None, gamma: float = 0.1,
+                  milestones=None):
+    """``name`` in {constant, step, cosine}; step decays by ``gamma`` every ``step_size`` (default epochs // 3)
+    epochs, or at the given ``milestones`` (a multi-step schedule) when they are given."""
+    if milestones:
+        if name not in ("step", "multistep"):
+            raise ValueError(f"milestones need a step schedule, not {name!r} (give --schedule step)")
+        return MultiStepLR(base_lr, milestones, gamma)
     if name == "constant":
         return ConstantLR(base_lr)
     if name == "cosine":

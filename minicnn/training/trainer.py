@@ -1,22 +1,39 @@
-"""The training loop: epochs, validation, hook points, ledger, run directory.
+"""The training loop: epochs, validation, hook points, run directory, checkpoints.
 
 One training step, with the hook points of ``minicnn.hooks`` it fires::
 
-    on_batch_begin(state)                    -> False drops the batch (SMD)
+    on_batch_begin(state)                    -> False drops the batch (SMD); state.x not loaded yet
+    x      = state.x                         (loaded now: augmented with the batch's own stream, normalized)
     logits = model.forward(x)                (layer hooks fire inside)
-    loss   = SoftmaxCrossEntropy(logits, y)
+    loss   = SoftmaxCrossEntropy(logits, y)  (a non-finite loss stops the run: "diverged")
     model.backward(dL/dlogits)               (stops at the lowest trained layer)
     on_after_backward(state)
-    grad   = param_grad(layer, name, grad)   for every param that has one (PSG)
+    grad   = param_grad(layer, name, grad)   for every param that has one (signSGD)
     optimizer.step()                         (skips params without a gradient)
+    on_param_update(layer, name, optimizer)  for every param updated (the ledger counts here)
     on_batch_end(state)
 
-and after each epoch: validation (counted by the ledger as ``eval``), a line
-in ``metrics.jsonl``, then ``on_epoch_end(state)`` (WUS and LARS decide here).
+After each epoch: validation on ``--val-images`` (if any) and the test set
+(evaluation forwards run in eval mode, which the ledger counts as ``eval``),
+then ``on_epoch_end(state)`` (WUS and LARS decide here, from
+``state.control_acc()``), then each method's ``epoch_record(state)``, then
+the line in ``metrics.jsonl``, then ``checkpoint.npz``.
 
-A run directory holds ``metrics.jsonl`` (one JSON object per epoch),
-``summary.json``, ``cost.json`` (the ledger per layer), ``model.npz``
-(weights and BatchNorm buffers) and, with ``--stats``, ``stats.jsonl``.
+The cost ledger and the statistics recorder are ordinary hooks here: the
+trainer knows nothing of what they count.
+
+Randomness, all from the run's seed: the data order of epoch e from
+``(seed, e)``, the augmentation of batch b from ``(seed, e, b)``
+(``minicnn.data.iterator``), each method's ``rng`` from ``(seed, crc32 of
+its record key)``, so adding a method changes no other stream.
+
+Resuming (``fit(resume=True)``): the last ``checkpoint.npz`` restores
+weights, buffers, optimizer state, schedule position, history, every
+random stream, method state, ledger totals and statistics position; a
+resumed run ends with the same weights, bit for bit, and the same
+``metrics.jsonl`` (wall times aside) as one never stopped.
+``requires_grad`` flags are not saved: methods set them in
+``on_epoch_begin`` from their own state.
 """
 from __future__ import annotations
 
@@ -25,50 +42,90 @@ import math
 import os
 import time
 import zipfile
-from dataclasses import dataclass, field
+import zlib
 
 import numpy as np
 
-from ..hooks import FormatTable, HookList
+from ..cost.formats import FormatTable
+from ..hooks import HookList
 from ..losses import SoftmaxCrossEntropy
+from .runfiles import RunLock, atomic_savez, atomic_write_json, atomic_write_text
+
+STATUS = ("completed", "diverged", "interrupted")
 
 
-@dataclass
+class Diverged(Exception):
+    """The loss became NaN or infinite (raised inside ``fit``, turned into status "diverged")."""
+
+    def __init__(self, epoch: int, batch: int, loss: float):
+        super().__init__(f"loss became {loss} in epoch {epoch}, batch {batch}")
+        self.epoch, self.batch, self.loss = epoch, batch, loss
+
+
 class TrainState:
-    """What hooks see. Methods may read everything and change ``model`` flags and ``formats``."""
-    model: object
-    optimizer: object
-    epochs: int
-    num_batches: int
-    rng: np.random.Generator
-    formats: FormatTable = field(default_factory=FormatTable)
-    ledger: object = None
-    run_dir: str | None = None
-    epoch: int = 0
-    batch: int = 0
-    global_step: int = 0
-    lr: float = 0.0
-    x: np.ndarray | None = None
-    y: np.ndarray | None = None
-    logits: np.ndarray | None = None
-    loss: float | None = None
-    batches_done: int = 0
-    batches_dropped: int = 0
-    history: list = field(default_factory=list)   # the metrics.jsonl records so far
-    stop_training: bool = False
+    """What hooks see. Methods may read everything and change ``model`` flags and ``formats``.
+
+    ``x`` is loaded on first access (augmented, normalized): a batch dropped
+    in ``on_batch_begin`` without looking at it costs nothing.
+    """
+
+    def __init__(self, model, optimizer, epochs, num_batches, rng, ledger=None, run_dir=None,
+                 input_shape=(3, 32, 32), has_val=False):
+        self.model, self.optimizer, self.epochs, self.num_batches = model, optimizer, epochs, num_batches
+        self.rng = rng
+        self.formats = FormatTable()
+        self.ledger, self.run_dir = ledger, run_dir
+        self.input_shape = tuple(input_shape)
+        self.has_val = bool(has_val)
+        self.epoch = 0
+        self.batch = 0
+        self.global_step = 0
+        self.lr = 0.0
+        self.indices: np.ndarray | None = None
+        self.y: np.ndarray | None = None
+        self._x = None
+        self._loader = None
+        self.logits = None
+        self.loss = None
+        self.batches_done = 0
+        self.batches_dropped = 0
+        self.history: list = []
+        self.stop_training = False
+
+    @property
+    def x(self):
+        if self._x is None and self._loader is not None:
+            self._x = self._loader()
+            self._loader = None
+        return self._x
+
+    @x.setter
+    def x(self, value):
+        self._x, self._loader = value, None
+
+    def _set_batch(self, indices, y, loader) -> None:
+        self.indices, self.y, self._x, self._loader = indices, y, None, loader
+
+    @property
+    def control_metric(self) -> str:
+        """What controllers decide from: ``val_acc`` with a validation set, else ``test_acc``."""
+        return "val_acc" if self.has_val else "test_acc"
+
+    def control_acc(self, epoch: int = -1):
+        """Accuracy a controller should read for ``history[epoch]`` (validation when there is one)."""
+        return self.history[epoch][self.control_metric] if self.history else None
 
 
-def evaluate(model, x_u8, y, batch_size=256, mean=None, std=None, ledger=None):
+def evaluate(model, x_u8, y, batch_size=256, mean=None, std=None):
     """Accuracy and mean loss of ``model`` on uint8 images (eval mode; no gradient).
 
-    With a ledger, the work is counted in its ``eval`` phase.
+    Hooks attached to the model see these forwards with ``layer.training``
+    False: the ledger counts them as ``eval``, never as training.
     """
     from ..data import BatchIterator
     it = BatchIterator(x_u8, y, batch_size, shuffle=False, mean=mean, std=std)
     was_training = model.training
     model.eval()
-    if ledger is not None:
-        ledger.set_mode("eval")
     loss_fn = SoftmaxCrossEntropy()
     total_loss, correct, n = 0.0, 0, 0
     try:
@@ -78,56 +135,89 @@ def evaluate(model, x_u8, y, batch_size=256, mean=None, std=None, ledger=None):
             correct += int((logits.argmax(axis=1) == yb).sum())
             n += len(yb)
     finally:
-        if ledger is not None:
-            ledger.set_mode("train")
         if was_training:
             model.train()
     return {"accuracy": correct / max(n, 1), "loss": total_loss / max(n, 1), "images": n}
 
 
+def method_keys(methods) -> list[str]:
+    """Record keys: the method's name; a name given twice gets ``#2``, ``#3``, ... in order."""
+    seen: dict[str, int] = {}
+    keys = []
+    for m in methods:
+        name = getattr(m, "name", type(m).__name__)
+        seen[name] = seen.get(name, 0) + 1
+        keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return keys
+
+
+def method_rng(seed: int, key: str) -> np.random.Generator:
+    """The stream of the method recorded under ``key``: a function of (seed, key) alone."""
+    return np.random.default_rng([int(seed), zlib.crc32(key.encode()), 0x6D657468])   # "meth"
+
+
 class Trainer:
     """Train ``model`` on a :class:`minicnn.data.Dataset`.
 
-    methods: hook objects (``minicnn.methods``) applied in order;
-    stats:   a ``StatsRecorder`` or None; ledger: a ``Ledger`` or None.
-    progress: a tqdm bar per epoch; verbose: one summary line per epoch
-    (defaults to ``progress``).
+    methods:    ``minicnn.methods.Method`` objects applied in order (attached to the
+                model before the optimizer was built: ``minicnn.methods.attach``)
+    ledger, stats: a ``Ledger`` / ``StatsRecorder`` or None (hooks, added after the methods)
+    val_images: carve a class-balanced validation set of this many training images
+    progress:   a tqdm bar per epoch; verbose: one summary line per epoch (defaults to ``progress``)
     """
 
     def __init__(self, model, dataset, optimizer, schedule, epochs, batch_size=128, augment=(),
                  methods=(), ledger=None, stats=None, run_dir=None, seed=0, progress=True,
-                 eval_batch_size=256, config=None, verbose=None):
-        from ..data import BatchIterator, channel_stats
-        self.model, self.dataset, self.optimizer, self.schedule = model, dataset, optimizer, schedule
-        self.epochs, self.batch_size = epochs, batch_size
+                 eval_batch_size=256, config=None, verbose=None, val_images=0):
+        from ..data import BatchIterator, channel_stats, split_validation
+        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        self.epochs, self.batch_size, self.seed = epochs, batch_size, seed
         self.methods, self.ledger, self.stats = list(methods), ledger, stats
         self.run_dir, self.progress, self.eval_batch_size = run_dir, progress, eval_batch_size
         self.verbose = progress if verbose is None else verbose   # one line per epoch
         self.config = dict(config or {})
+        dataset, self.val_x, self.val_y = split_validation(dataset, val_images, seed)
+        self.dataset = dataset
         self.mean, self.std = channel_stats(dataset.train_x)
         self.train_iter = BatchIterator(dataset.train_x, dataset.train_y, batch_size, shuffle=True,
                                         augment=augment, mean=self.mean, std=self.std, seed=seed)
+        self.keys = method_keys(self.methods)
+        for key, m in zip(self.keys, self.methods):
+            m.key = key
+            m.rng = method_rng(seed, key)
+        known = {id(layer) for _, layer, _ in optimizer.params}
+        for qname, layer, _ in model.named_parameters():
+            if id(layer) not in known:
+                raise ValueError(f"the optimizer does not hold parameter {qname}: build it after "
+                                 "minicnn.methods.attach(model, methods)")
         # observers last, so they see what the methods made of each tensor
         self.hooks = HookList(self.methods + [h for h in (stats, ledger) if h is not None])
         model.set_hooks(self.hooks)
         self.loss_fn = SoftmaxCrossEntropy()
-        self.state = TrainState(model=model, optimizer=optimizer, epochs=epochs,
-                                num_batches=len(self.train_iter), rng=np.random.default_rng(seed + 1),
-                                ledger=ledger, run_dir=run_dir)
+        self.state = TrainState(model, optimizer, epochs, len(self.train_iter), np.random.default_rng(seed + 1),
+                                ledger=ledger, run_dir=run_dir, input_shape=dataset.train_x.shape[1:],
+                                has_val=len(self.val_y) > 0)
         if ledger is not None:
-            # one source of truth: the ledger counts the update the optimizer really does
             ledger.formats = self.state.formats
-            ledger.momentum = bool(optimizer.momentum)
-            ledger.weight_decay = bool(optimizer.weight_decay)
+        self._epoch_records: dict[str, list] = {k: [] for k in self.keys}
+        self._last_good = None        # weights at the end of the last finished epoch (for divergence)
+        self._elapsed = 0.0           # wall time of earlier sessions of a resumed run
 
     # -- one step ---------------------------------------------------------------
     def train_step(self, x, y):
         """Forward, backward, update on one batch; returns (loss, number correct)."""
         s, model = self.state, self.model
         s.x, s.y = x, y
+        with np.errstate(over="ignore", invalid="ignore"):   # divergence is reported once, below, not as warnings
+            return self._step(x, y)
+
+    def _step(self, x, y):
+        s, model = self.state, self.model
         logits = model.forward(x)
         s.logits = logits
         s.loss = self.loss_fn.forward(logits, y)
+        if not math.isfinite(s.loss):
+            raise Diverged(s.epoch + 1, s.batch + 1, s.loss)
         model.zero_grad()
         model.backward(self.loss_fn.backward())
         self.hooks.call("on_after_backward", s)
@@ -135,120 +225,279 @@ class Trainer:
             g = layer.grads.get(name)
             if g is not None:
                 layer.grads[name] = self.hooks.param_grad(layer, name, g)
-        updated = self.optimizer.step()
-        if self.ledger is not None:
-            n_state = 1 if self.optimizer.momentum else 0
-            for layer, name in updated:
-                self.ledger.count_update(layer, name, n_state)
+        for layer, name in self.optimizer.step():
+            self.hooks.param_update(layer, name, self.optimizer)
         return s.loss, int((logits.argmax(axis=1) == y).sum())
 
     # -- the loop -----------------------------------------------------------------
-    def fit(self):
+    def fit(self, resume: bool = False):
+        """Train (or continue an interrupted run with ``resume=True``); returns the summary dict.
+
+        Ends with ``summary["status"]`` "completed", "diverged" or "interrupted"
+        (KeyboardInterrupt: the summary is written, then the interrupt is raised again).
+        """
+        if self.run_dir:
+            os.makedirs(self.run_dir, exist_ok=True)
+        lock = RunLock(self.run_dir).acquire() if self.run_dir else None
+        try:
+            return self._fit(resume)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit(self, resume):
         s, hooks = self.state, self.hooks
         self._t0 = time.perf_counter()
         hooks.call("on_train_begin", s)          # methods check their options before anything is written
-        if self.run_dir:
+        start = 0
+        if resume:
+            start = self._load_checkpoint()
+        elif self.run_dir:
             os.makedirs(self.run_dir, exist_ok=True)
-            open(os.path.join(self.run_dir, "metrics.jsonl"), "w").close()
+            atomic_write_json(os.path.join(self.run_dir, "config.json"), _finite(self.config))
+            atomic_write_text(os.path.join(self.run_dir, "metrics.jsonl"), "")
             if self.stats is not None and hasattr(self.stats, "attach"):
                 self.stats.attach(self.run_dir)
-        for epoch in range(self.epochs):
-            s.epoch = epoch
-            s.lr = self.optimizer.lr = self.schedule.lr_at(epoch)
-            self.train_iter.set_epoch(epoch)
-            self.model.train()
-            hooks.call("on_epoch_begin", s)
-            loss_sum, correct, seen = 0.0, 0, 0
-            batches = self._progress(self.train_iter, epoch)
-            for i, (x, y) in enumerate(batches):
-                s.batch = i
-                if self.ledger is not None:
-                    self.ledger.add_dense_step(len(y), x.shape[1:])
-                if not hooks.batch_begin(s):
-                    s.batches_dropped += 1
-                    s.global_step += 1
-                    continue
-                loss, ok = self.train_step(x, y)
-                loss_sum += loss * len(y)
-                correct += ok
-                seen += len(y)
-                s.batches_done += 1
-                hooks.call("on_batch_end", s)
-                s.global_step += 1
-                if hasattr(batches, "set_postfix") and i % 5 == 0:
-                    batches.set_postfix(loss=f"{loss:.3f}", acc=f"{correct / max(seen, 1):.3f}")
-            record = self._end_epoch(epoch, loss_sum, correct, seen)
-            hooks.call("on_epoch_end", s)
-            if self.verbose:
-                print(f"epoch {epoch + 1}/{self.epochs}: train loss {_fmt(record['train_loss'])} "
-                      f"acc {_fmt(record['train_acc'])} | test loss {_fmt(record['test_loss'])} "
-                      f"acc {_fmt(record['test_acc'])} | {record['wall_time_s']:.1f}s", flush=True)
-            if s.stop_training:
-                break
+        if self._last_good is None:
+            self._last_good = _copy_state(self.model)
+        status, diverged_at = "completed", None
+        try:
+            for epoch in range(start, self.epochs):
+                self._run_epoch(epoch)
+                if s.stop_training:
+                    break
+        except Diverged as d:
+            status, diverged_at = "diverged", {"epoch": d.epoch, "batch": d.batch}
+            print(f"minicnn: training diverged: {d}; model.npz keeps the weights of the last finished "
+                  f"epoch ({len(s.history)})", flush=True)
+        except KeyboardInterrupt:
+            summary = self._finish("interrupted", None)
+            raise TrainingInterrupted(summary) from None
         hooks.call("on_train_end", s)
-        return self._finish()
+        return self._finish(status, diverged_at)
 
-    def _progress(self, it, epoch):
+    def _run_epoch(self, epoch):
+        s, hooks, it = self.state, self.hooks, self.train_iter
+        s.epoch = epoch
+        s.lr = self.optimizer.lr = self.schedule.lr_at(epoch)
+        self.model.train()
+        hooks.call("on_epoch_begin", s)
+        loss_sum, correct, seen = 0.0, 0, 0
+        plan = it.plan(epoch)
+        bar = self._progress(len(plan), epoch)
+        for i, idx in enumerate(plan):
+            s.batch = i
+            s._set_batch(idx, it.y[idx], lambda idx=idx, i=i: it.load(idx, epoch, i))
+            if not hooks.batch_begin(s):
+                s.batches_dropped += 1
+                s.global_step += 1
+                if bar is not None:
+                    bar.update(1)
+                continue
+            loss, ok = self.train_step(s.x, s.y)
+            loss_sum += loss * len(s.y)
+            correct += ok
+            seen += len(s.y)
+            s.batches_done += 1
+            hooks.call("on_batch_end", s)
+            s.global_step += 1
+            if bar is not None:
+                bar.update(1)
+                if i % 5 == 0:
+                    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{correct / max(seen, 1):.3f}")
+        if bar is not None:
+            bar.close()
+        s._set_batch(None, None, None)
+        record = self._end_epoch(epoch, loss_sum, correct, seen)
+        if self.verbose:
+            val = f" | val acc {_fmt(record['val_acc'])}" if "val_acc" in record else ""
+            print(f"epoch {epoch + 1}/{self.epochs}: train loss {_fmt(record['train_loss'])} "
+                  f"acc {_fmt(record['train_acc'])}{val} | test loss {_fmt(record['test_loss'])} "
+                  f"acc {_fmt(record['test_acc'])} | {record['wall_time_s']:.1f}s", flush=True)
+
+    def _progress(self, total, epoch):
         if not self.progress:
-            return it
+            return None
         try:
             from tqdm.auto import tqdm
         except ImportError:  # pragma: no cover - tqdm is a dependency
-            return it
-        return tqdm(it, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False, unit="batch")
+            return None
+        return tqdm(total=total, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False, unit="batch")
+
+    def _wall(self) -> float:
+        return self._elapsed + time.perf_counter() - self._t0
 
     def _end_epoch(self, epoch, loss_sum, correct, seen):
         s, ds = self.state, self.dataset
-        ev = evaluate(self.model, ds.test_x, ds.test_y, self.eval_batch_size, self.mean, self.std, self.ledger)
         record = {"epoch": epoch + 1, "lr": s.lr,
                   "train_loss": loss_sum / seen if seen else None,
-                  "train_acc": correct / seen if seen else None,
-                  "test_loss": ev["loss"], "test_acc": ev["accuracy"],
-                  "wall_time_s": time.perf_counter() - self._t0,
-                  "batches_cum": s.batches_done, "batches_dropped_cum": s.batches_dropped}
+                  "train_acc": correct / seen if seen else None}
+        if s.has_val:
+            ev = evaluate(self.model, self.val_x, self.val_y, self.eval_batch_size, self.mean, self.std)
+            record.update(val_loss=ev["loss"], val_acc=ev["accuracy"])
+        ev = evaluate(self.model, ds.test_x, ds.test_y, self.eval_batch_size, self.mean, self.std)
+        record.update(test_loss=ev["loss"], test_acc=ev["accuracy"])
+        record.update(batches_cum=s.batches_done, batches_dropped_cum=s.batches_dropped)
         if self.ledger is not None:
             tot = self.ledger.totals()["total"]
             dense = self.ledger.dense_totals()["total"]
             record.update(macs_cum=int(tot.macs), bytes_cum=float(tot.bytes), energy_j_cum=tot.energy_pj * 1e-12,
                           dense_macs_cum=int(dense.macs), dense_energy_j_cum=dense.energy_pj * 1e-12)
         s.history.append(record)
+        self.hooks.call("on_epoch_end", s)          # methods decide from this epoch's record
+        recs = {}
+        for key, m in zip(self.keys, self.methods):
+            r = m.epoch_record(s) if hasattr(m, "epoch_record") else None
+            if r:
+                recs[key] = _finite(_jsonable(r))
+                self._epoch_records[key].append({"epoch": epoch + 1, **recs[key]})
+        if recs:
+            record["method_records"] = recs
+        record["wall_time_s"] = self._wall()
+        self._last_good = _copy_state(self.model)
         if self.run_dir:
             with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as f:
                 f.write(json.dumps(_finite(record), allow_nan=False) + "\n")
+            self._save_checkpoint(epoch + 1)
         return record
 
-    def _finish(self):
+    # -- checkpoints ----------------------------------------------------------------
+    def _hook_states(self) -> dict:
+        out = {}
+        for key, m in zip(self.keys, self.methods):
+            st = m.state_dict() if hasattr(m, "state_dict") else {}
+            out[f"method:{key}"] = {"state": st, "rng": m.rng.bit_generator.state}
+        if self.ledger is not None:
+            out["ledger"] = {"state": self.ledger.state_dict()}
+        if self.stats is not None and hasattr(self.stats, "state_dict"):
+            out["stats"] = {"state": self.stats.state_dict()}
+        return out
+
+    def _save_checkpoint(self, epochs_done: int) -> None:
+        s = self.state
+        arrays = {f"state/{k}": v for k, v in self.model.state_dict().items()}
+        arrays.update({f"opt/{k}": v for k, v in self.optimizer.state.items()})
+        hooks = {}
+        for name, h in self._hook_states().items():
+            js, arrs = _split_arrays(h)
+            hooks[name] = js
+            arrays.update({f"hook/{name}/{k}": v for k, v in arrs.items()})
+        info = {"epochs_done": epochs_done, "global_step": s.global_step, "batches_done": s.batches_done,
+                "batches_dropped": s.batches_dropped, "history": s.history, "rng": s.rng.bit_generator.state,
+                "epoch_records": self._epoch_records, "wall_time_s": self._wall(), "hooks": hooks,
+                "stop_training": s.stop_training}
+        arrays["trainer"] = np.array(json.dumps(_finite(info)))
+        atomic_savez(os.path.join(self.run_dir, "checkpoint.npz"), **arrays)
+
+    def _load_checkpoint(self) -> int:
+        s = self.state
+        path = os.path.join(self.run_dir, "checkpoint.npz")
+        if not os.path.exists(path):
+            raise ValueError(f"{self.run_dir} has no checkpoint.npz: it stopped before its first epoch "
+                             "ended; start it again with --overwrite")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                info = json.loads(str(z["trainer"]))
+                self.model.load_state_dict({k[6:]: z[k] for k in z.files if k.startswith("state/")})
+                self.optimizer.state = {k[4:]: z[k].copy() for k in z.files if k.startswith("opt/")}
+                hook_arrays = {k[5:]: z[k] for k in z.files if k.startswith("hook/")}
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{path} is not a readable checkpoint: {e}") from None
+        s.global_step, s.batches_done = info["global_step"], info["batches_done"]
+        s.batches_dropped, s.history = info["batches_dropped"], info["history"]
+        s.stop_training = info.get("stop_training", False)
+        s.rng.bit_generator.state = info["rng"]
+        self._epoch_records = {k: info["epoch_records"].get(k, []) for k in self.keys}
+        self._elapsed = info["wall_time_s"]
+        hooks = info["hooks"]
+        for key, m in zip(self.keys, self.methods):
+            h = hooks.get(f"method:{key}")
+            if h is None:
+                raise ValueError(f"checkpoint has no state for method {key}")
+            m.rng.bit_generator.state = h["rng"]
+            if hasattr(m, "load_state_dict"):
+                m.load_state_dict(_join_arrays(h["state"], hook_arrays, f"method:{key}/"))
+        if self.ledger is not None:
+            self.ledger.load_state_dict(_join_arrays(hooks["ledger"]["state"], hook_arrays, "ledger/"))
+        if self.stats is not None and "stats" in hooks:
+            self.stats.load_state_dict(_join_arrays(hooks["stats"]["state"], hook_arrays, "stats/"))
+            self.stats.attach(self.run_dir, resume=True)
+        # metrics.jsonl: exactly the finished epochs of the checkpoint (a half-written epoch is dropped)
+        atomic_write_text(os.path.join(self.run_dir, "metrics.jsonl"),
+                          "".join(json.dumps(r, allow_nan=False) + "\n" for r in s.history))
+        return int(info["epochs_done"])
+
+    # -- the end ---------------------------------------------------------------------
+    def _finish(self, status, diverged_at):
         s, ds = self.state, self.dataset
+        if status != "completed" and self._last_good is not None:
+            self.model.load_state_dict(self._last_good)     # never save weights of a half epoch or NaN
         accs = [r["test_acc"] for r in s.history]
         summary = {
+            "status": status,
             "model": getattr(self.model, "arch", type(self.model).__name__),
             "dataset": ds.name,
             "epochs": len(s.history),
-            "methods": [m.describe() if hasattr(m, "describe") else type(m).__name__ for m in self.methods]
-                       or ["baseline"],
+            "epochs_planned": self.epochs,
+            "methods": _origins(self.methods),
             "train_images": int(len(ds.train_y)),
+            "val_images": int(len(self.val_y)),
             "test_images": int(len(ds.test_y)),
             "batch_size": self.batch_size,
             "final_test_acc": accs[-1] if accs else None,
             "best_test_acc": max(accs) if accs else None,
             "final_train_acc": s.history[-1]["train_acc"] if s.history else None,
-            "wall_time_s": time.perf_counter() - self._t0,
+            "controller_metric": s.control_metric,
+            "wall_time_s": self._wall(),
             "batches_done": s.batches_done,
             "batches_dropped": s.batches_dropped,
             "config": self.config,
         }
+        if diverged_at is not None:
+            summary["diverged_at"] = diverged_at
+        if s.has_val and s.history:
+            vals = [r["val_acc"] for r in s.history]
+            summary.update(final_val_acc=vals[-1], best_val_acc=max(vals))
+        recs = {}
+        for key, m in zip(self.keys, self.methods):
+            extra = m.summary_record(s) if hasattr(m, "summary_record") else {}
+            if self._epoch_records[key] or extra:
+                recs[key] = {"per_epoch": self._epoch_records[key], **_jsonable(extra or {})}
+        summary["method_records"] = recs
         if self.ledger is not None:
             summary.update(self.ledger.summary())
         if self.run_dir:
-            with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
-                json.dump(_finite(summary), f, indent=2, allow_nan=False)
             if self.ledger is not None:
                 self.ledger.save(os.path.join(self.run_dir, "cost.json"))
-            if self.stats is not None:
+            if self.stats is not None and hasattr(self.stats, "save"):
                 self.stats.save(self.run_dir)
-            save_checkpoint(self.model, os.path.join(self.run_dir, "model.npz"),
-                            mean=self.mean, std=self.std, dataset=ds.name, classes=ds.classes)
+            save_checkpoint(self.model, os.path.join(self.run_dir, "model.npz"), mean=self.mean, std=self.std,
+                            dataset=ds.name, classes=ds.classes, methods=self.config.get("method", []),
+                            status=status)
+            atomic_write_json(os.path.join(self.run_dir, "summary.json"), _finite(summary))   # last
         return summary
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during ``fit``: the run's files are written with status "interrupted"."""
+
+    def __init__(self, summary):
+        super().__init__("interrupted")
+        self.summary = summary
+
+
+def _origins(methods) -> list[str]:
+    """The methods as the user gave them (a combination's parts share one origin string)."""
+    out = []
+    for m in methods:
+        d = getattr(m, "origin", None) or (m.describe() if hasattr(m, "describe") else type(m).__name__)
+        if d not in out:
+            out.append(d)
+    return out or ["baseline"]
+
+
+def _copy_state(model) -> dict:
+    return {k: v.copy() for k, v in model.state_dict().items()}
 
 
 def _fmt(v):
@@ -266,18 +515,66 @@ def _finite(obj):
     return obj
 
 
+def _jsonable(obj):
+    """NumPy scalars and small arrays to plain Python (method records)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _split_arrays(obj, prefix=""):
+    """(JSON part, {path: ndarray}) of a nested dict: arrays are stored in the .npz, the rest as JSON."""
+    arrays = {}
+
+    def walk(o, path):
+        if isinstance(o, np.ndarray):
+            arrays[path] = o
+            return {"__array__": path}
+        if isinstance(o, dict):
+            return {str(k): walk(v, f"{path}/{k}" if path else str(k)) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [walk(v, f"{path}/{i}" if path else str(i)) for i, v in enumerate(o)]
+        if isinstance(o, np.generic):
+            return o.item()
+        return o
+    return walk(obj, prefix), arrays
+
+
+def _join_arrays(obj, arrays: dict, prefix: str):
+    """Inverse of :func:`_split_arrays` for one hook's state (``prefix`` = "<hook name>/")."""
+    if isinstance(obj, dict):
+        if set(obj) == {"__array__"}:
+            return arrays[prefix + obj["__array__"]].copy()
+        return {k: _join_arrays(v, arrays, prefix) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_join_arrays(v, arrays, prefix) for v in obj]
+    return obj
+
+
 def save_checkpoint(model, path, mean=None, std=None, **meta):
-    """Weights, BatchNorm buffers, the architecture and the normalization, in one .npz."""
+    """Weights, BatchNorm buffers, method-owned layers, the architecture, the methods and the
+    normalization, in one .npz (written atomically)."""
     arrays = {f"state/{k}": v for k, v in model.state_dict().items()}
     info = {"arch": getattr(model, "arch", None), "config": getattr(model, "config", {}), **meta}
-    arrays["meta"] = np.array(json.dumps(info))
+    arrays["meta"] = np.array(json.dumps(_finite(info)))
     if mean is not None:
         arrays["norm_mean"], arrays["norm_std"] = np.asarray(mean), np.asarray(std)
-    np.savez(path, **arrays)
+    atomic_savez(path, **arrays)
 
 
-def load_checkpoint(path):
-    """Rebuild the model saved by :func:`save_checkpoint`; returns (model, meta, mean, std)."""
+def load_checkpoint(path, with_methods: bool = False):
+    """Rebuild the model saved by :func:`save_checkpoint`; returns (model, meta, mean, std).
+
+    Method-owned layers (SLU's gates) are rebuilt from the methods the
+    checkpoint records and attached with their hooks, so evaluation uses
+    them; ``with_methods=True`` also returns the methods as a fifth item.
+    """
     from ..models import build
     if os.path.isdir(path):
         raise IsADirectoryError(f"checkpoint {path} is a directory; give the model.npz inside a run directory")
@@ -292,10 +589,22 @@ def load_checkpoint(path):
             state = {k[len("state/"):]: z[k] for k in z.files if k.startswith("state/")}
             mean = z["norm_mean"] if "norm_mean" in z.files else None
             std = z["norm_std"] if "norm_std" in z.files else None
-        if not isinstance(meta, dict) or not meta.get("arch"):
+        if not isinstance(meta, dict) or not isinstance(meta.get("arch"), str):
             raise ValueError("it does not record which model it holds")
-        model = build(meta["arch"], **meta.get("config", {}))
+        config = meta.get("config", {})
+        if not isinstance(config, dict):
+            raise ValueError("its model configuration is not a JSON object")
+        model = build(meta["arch"], **config)
+        methods = []
+        specs = meta.get("methods") or []
+        if specs:
+            from ..methods import attach, build_methods
+            methods = build_methods(specs)
+            attach(model, methods)
+            if any(m.acts_in_eval for m in methods):
+                model.set_hooks(HookList([m for m in methods if m.acts_in_eval]))
         model.load_state_dict(state)
     except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path} is not a readable minicnn checkpoint: {e}") from None
-    return model, meta, mean, std
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise ValueError(f"{path} is not a readable minicnn checkpoint: {msg}") from None
+    return (model, meta, mean, std, methods) if with_methods else (model, meta, mean, std)

@@ -1,0 +1,191 @@
+"""The run directory: what is in it, how it is written, and who may write it.
+
+A run directory holds (in the order they are written)::
+
+    config.json      the run's full configuration, written when it starts (``--resume`` reads it)
+    .lock            held (flock) by the process training into the directory
+    metrics.jsonl    one JSON line per finished epoch
+    stats.jsonl      with --stats
+    checkpoint.npz   after every epoch: everything resuming needs (weights, optimizer state,
+                     schedule position, random streams, method state, ledger totals, statistics position)
+    cost.json        the ledger per layer           } at the end, in this order,
+    model.npz        weights and buffers            } each written to a temporary
+    summary.json     status and figures: LAST       } name and renamed into place
+
+so a directory with a ``summary.json`` is finished (completed, diverged or
+interrupted: its ``status`` says which) and has everything it promises.
+
+Writes are atomic (a temporary file in the same directory, flushed, then
+``os.replace``): a killed process leaves the previous version or the new
+one, never half a file.
+
+The lock is ``fcntl.flock`` on ``.lock``: the kernel releases it when the
+process dies, however it dies, so a killed run never leaves a stale lock.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+
+#: files a run writes (``--overwrite`` deletes exactly these, and the ``plots/`` folder)
+RUN_FILES = ("config.json", "metrics.jsonl", "stats.jsonl", "checkpoint.npz", "cost.json", "model.npz",
+             "summary.json")
+RUN_DIRS = ("plots",)
+LOCK_FILE = ".lock"
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+class RunDirError(Exception):
+    """A run directory that cannot be used as asked (a one-line message for the user)."""
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    os.chmod(tmp, _umask_mode())       # mkstemp makes 0600; a run's files are ordinary files
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str, obj, indent=2) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=indent, allow_nan=False) + "\n").encode())
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_savez(path: str, **arrays) -> None:
+    """``np.savez`` to a temporary file, then rename it to ``path``."""
+    import numpy as np
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp.npz", dir=d)
+    os.chmod(tmp, _umask_mode())
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class RunLock:
+    """An exclusive lock on a run directory for as long as this object is held."""
+
+    def __init__(self, run_dir: str):
+        self.path = os.path.join(run_dir, LOCK_FILE)
+        self._fd = None
+
+    def acquire(self) -> "RunLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            who = _read_owner(self.path)
+            raise RunDirError(f"run directory {os.path.dirname(self.path)} is in use by another run{who}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _read_owner(path: str) -> str:
+    try:
+        with open(path) as f:
+            pid = f.read().strip()
+        return f" (pid {pid})" if pid else ""
+    except OSError:
+        return ""
+
+
+def is_locked(run_dir: str) -> bool:
+    """True if some live process holds the run directory's lock."""
+    path = os.path.join(run_dir, LOCK_FILE)
+    if not os.path.exists(path):
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def holds_run(run_dir: str) -> bool:
+    """True if ``run_dir`` holds (part of) a run: any of the files a run writes."""
+    return os.path.isdir(run_dir) and any(os.path.exists(os.path.join(run_dir, f)) for f in RUN_FILES)
+
+
+def read_summary(run_dir: str) -> dict | None:
+    p = os.path.join(run_dir, "summary.json")
+    if not os.path.exists(p):
+        return None
+    try:
+        with open(p) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def clear_run(run_dir: str) -> list[str]:
+    """Delete the files and folders a run writes (``RUN_FILES``, ``RUN_DIRS``); return what was deleted."""
+    gone = []
+    for f in RUN_FILES:
+        p = os.path.join(run_dir, f)
+        if os.path.isfile(p) or os.path.islink(p):
+            os.unlink(p)
+            gone.append(f)
+        elif os.path.isdir(p):
+            raise RunDirError(f"{p} is a directory where a run writes a file; remove it by hand")
+    for d in RUN_DIRS:
+        p = os.path.join(run_dir, d)
+        if os.path.isdir(p):
+            shutil.rmtree(p)
+            gone.append(d + "/")
+    return gone
+
+
+def check_writable(run_dir: str) -> None:
+    """Refuse a directory where a run could not write its files (e.g. ``model.npz`` is a folder)."""
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise RunDirError(f"--out {run_dir} is a file, not a directory")
+    for f in RUN_FILES:
+        p = os.path.join(run_dir, f)
+        if os.path.isdir(p):
+            raise RunDirError(f"cannot write {p}: it is a directory")
