@@ -16,6 +16,8 @@ import math
 
 from .base import METHODS, Combination, Method, parse_method_spec, register_method
 from . import freeze  # noqa: F401  (registers "freeze")
+from . import gradprune  # noqa: F401  (registers "gradprune")
+from . import psg  # noqa: F401  (registers "psg", "fixed8", "signsgd")
 from .freeze import Freeze
 
 
