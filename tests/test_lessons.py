@@ -27,8 +27,12 @@ EXPECTED = {
                                       "04_run_plots/curves.png", "04_run_plots/density.png",
                                       "04_run_plots/lars.png"]),
     "05_writing_a_method.py": (4, ["05_accuracy_vs_energy.png", "05_plots/accuracy_vs_cost.png"]),
+    "09_gradprune.py": (5, ["09_histogram.png", "09_density.png", "09_sparse_vs_dense.png"]),
+    "10_psg.py": (4, ["10_number_line.png", "10_sign_agreement.png", "10_energy.png"]),
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: lesson -> number of "  check: <claim>: ok" lines it must print (claims it verifies on its own numbers)
+CHECKS = {"09_gradprune.py": 8, "10_psg.py": 7}
 
 
 def run_lesson(name: str, out: Path, **extra_env) -> subprocess.CompletedProcess:
@@ -56,6 +60,9 @@ def test_lesson_runs_and_writes_figures(name, tmp_path):
         assert path.is_file(), f"{name} did not write {fig}; wrote {sorted(p.name for p in tmp_path.rglob('*.png'))}"
         data = path.read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 10_000, f"{fig} is not a real PNG"
+    if name in CHECKS:
+        lines = [l for l in proc.stdout.splitlines() if l.startswith("  check: ")]
+        assert len(lines) == CHECKS[name] and all(l.endswith(": ok") for l in lines), lines
     # the output folder is the only place a lesson writes to
     assert not (tmp_path / "lessons_out").exists()
 
