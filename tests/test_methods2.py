@@ -47,8 +47,9 @@ def test_gradprune_records_and_ledger_counts_by_nonzeros():
     for r in recs:
         assert r["density_after"] < r["density_before"] <= 1.0
         assert len(r["layers"]) == 9                                  # resnet8's convs, shortcut included
-        for v in r["layers"].values():
+        for name, v in r["layers"].items():
             assert 0 < v["density_after"] < v["density_before"] and v["tau_mean"] > 0
+            assert r["dy_density"][name] == v["density_after"]       # Conv-BN: the conv consumes the pruned dy
     assert [{k: v for k, v in r.items() if k != "epoch"} for r in s["method_records"]["gradprune"]["per_epoch"]] == recs
     led = tr.ledger
     act, dense = led.totals(), led.dense_totals()
@@ -65,7 +66,7 @@ def test_gradprune_at_p_one_half_prunes_nothing_and_trains_like_the_baseline():
     w, bw = tr.model.state_dict(), btr.model.state_dict()
     assert all(np.array_equal(w[k], bw[k]) for k in bw)
     rec = s["method_records"]["gradprune"]["per_epoch"][0]
-    assert rec["density_after"] == rec["density_before"]
+    assert rec["density_after"] == rec["density_before"] == rec["rho_nnz"] == 1.0
 
 
 def test_gradprune_conv_relu_uses_the_sparse_path(monkeypatch):
@@ -78,6 +79,8 @@ def test_gradprune_conv_relu_uses_the_sparse_path(monkeypatch):
     rec = s["method_records"]["gradprune"]["per_epoch"][0]
     assert set(rec["layers"]) == {"conv2", "conv3", "conv4", "conv5"}  # conv1 computes no dx
     assert rec["density_after"] < rec["density_before"]
+    # what each conv consumed: the pruned dx of the conv above, through a ReLU (and a pool): sparser still
+    assert rec["dy_density"]["conv4"] <= rec["layers"]["conv5"]["density_after"] < 1
 
 
 # -- psg, fixed8, signsgd ----------------------------------------------------------------------------

@@ -48,8 +48,12 @@ hardware estimate only (the ledger's).
 
 Records, per epoch: per pruning site the density of g before and after
 pruning (non-zeros / entries over the epoch's batches) and the mean tau;
-overall densities (entry-weighted). Ye et al.'s rho_nnz (Tables 1-3) is the
-"after" density.
+overall densities (entry-weighted); and per conv the density of the output
+gradient its backward consumed (``dy_density``), overall ``rho_nnz`` -- the
+quantity of Ye et al.'s Tables 1-3 (for a Conv-BN net it is the "after"
+density; for a Conv-ReLU net the pruned g_{A_I} after the ReLU and pool
+below). ``p=0.5`` gives tau = 0, prunes nothing and trains exactly like the
+baseline: use it to measure a baseline's rho_nnz.
 """
 from __future__ import annotations
 
@@ -125,6 +129,7 @@ class GradPrune(Method):
 
     def on_epoch_begin(self, state):
         self._acc = {name: [0, 0, 0, 0.0, 0] for name in self._sites}   # entries, nnz in, nnz out, sum tau, calls
+        self._dy = {name: [0, 0] for name in self._sites}                # entries, nnz of the dy each conv consumed
 
     # -- the pruning --------------------------------------------------------------
     def _prune(self, layer, g):
@@ -154,6 +159,13 @@ class GradPrune(Method):
             return self._prune(layer, dx)
         return dx
 
+    def observe_backward(self, layer, dy, dx):
+        """The density of the output gradient each conv's backward consumed (Ye et al.'s rho_nnz)."""
+        d = self._dy.get(layer.name)
+        if d is not None and layer.training:
+            d[0] += dy.size
+            d[1] += int(np.count_nonzero(dy))
+
     # -- records ---------------------------------------------------------------------
     def epoch_record(self, state) -> dict:
         layers = {}
@@ -167,4 +179,9 @@ class GradPrune(Method):
         rec = {"p": self.p, "layers": layers}
         if entries:
             rec.update(density_before=nnz_in / entries, density_after=nnz_out / entries)
+        consumed = {name: nnz / n for name, (n, nnz) in self._dy.items() if n}
+        if consumed:
+            rec["dy_density"] = consumed
+            n_all = sum(n for n, _ in self._dy.values())
+            rec["rho_nnz"] = sum(nnz for _, nnz in self._dy.values()) / n_all
         return rec
