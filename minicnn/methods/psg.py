@@ -222,6 +222,8 @@ class PSG(_FixedPointConvs):
             return {}
         x8, x_msb = self._x.pop(layer.name)
         dy_msb = self._g_msb.pop(layer.name)
+        if not layer.wants_grad("weight"):        # frozen by another method: the layer does what it does
+            return {}
         g_msb = conv_weight_grad(layer, x_msb, dy_msb)
         g_full = conv_weight_grad(layer, x8, dy)
         rule = psg_sign_rule(g_msb, g_full, self.beta)
