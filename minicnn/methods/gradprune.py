@@ -87,6 +87,8 @@ class GradPrune(Method):
         self._sites: dict[str, str] = {}        # conv name -> "output" | "input"
         self._role: dict[str, str] = {}
         self._acc: dict[str, list] = {}
+        self._dy: dict[str, list] = {}
+        self._ledger = None
 
     # -- setup ------------------------------------------------------------------
     def _plan(self, model):

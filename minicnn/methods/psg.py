@@ -46,7 +46,9 @@ Quantization choices (:mod:`minicnn.quant` has the grid): activation
 range = per-sample max|x| averaged over the batch in training, and in
 evaluation the running value ``r <- 0.1 * r + 0.9 * r_batch`` (the
 official ``Quantize`` module's momentum, whose weight 0.9 goes to the *new*
-value); weights: max|w| per output filter; gradients: max|g| of the
+value; minicnn starts it at the first batch's range, the official buffer at
+0); weights: max|w| per output filter (conv biases stay fp32: the official
+code quantizes them to 16 bits; no ResNet conv has one); gradients: max|g| of the
 tensor; a conv input is quantized on the signed grid when it has a
 negative entry (the network input), else on the non-negative grid (after
 a ReLU); the official code fixes that per layer. Round to nearest
