@@ -36,7 +36,7 @@ import time
 import numpy as np
 from matplotlib.figure import Figure
 
-from _lesson import QUICK, Timer, load_data, out_dir, save, section
+from _lesson import QUICK, Timer, check, finish, load_data, out_dir, save, section
 from minicnn.cost import Ledger
 from minicnn.hooks import Hook, HookList
 from minicnn.kernels.conv2d import conv2d_backward
@@ -51,11 +51,6 @@ N_TRAIN, N_TEST, EPOCHS, BATCH = (256, 100, 2, 64) if QUICK else (1024, 500, 4, 
 LR, SEED, P = 0.05, 0, 0.9
 rng = np.random.default_rng(0)
 
-
-def check(ok, what):
-    """A lesson's claim, checked: the lesson stops (and its test fails) if it does not hold."""
-    print(f"  check: {what}: {'ok' if ok else 'FAILED'}")
-    assert ok, what
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,9 +92,9 @@ pruned, tau, nnz_in, nnz_out = dbtd_prune(g, P, seed=1)
 print(f"  pruned: tau = {tau:.3e}; non-zeros {nnz_in:,} -> {nnz_out:,} (density {nnz_out / g.size:.3f}); "
       f"{np.mean(np.abs(g) < tau):.1%} of the entries were below tau (Gaussian: 2p - 1 = {2 * P - 1:.0%})")
 small = np.abs(g) < tau
-check(set(np.unique(pruned[small])) <= {np.float32(-tau), np.float32(0), np.float32(tau)},
-      "every entry below tau became 0 or +-tau")
-check(np.array_equal(pruned[~small], g[~small]), "every entry at or above tau is unchanged")
+check("every entry below tau became 0 or +-tau",
+      set(np.unique(pruned[small])) <= {np.float32(-tau), np.float32(0), np.float32(tau)})
+check("every entry at or above tau is unchanged", np.array_equal(pruned[~small], g[~small]))
 
 fig = Figure(figsize=(12, 4.2), layout="constrained")
 ax1, ax2 = fig.subplots(1, 2, sharey=True)
@@ -130,11 +125,10 @@ for p in (0.85, 0.9, 0.95, 0.995):
     _, _, _, n = dbtd_prune(g, p, seed=2)
     measured[p] = n / g.size
     print(f"{p:>6}{expected_density(p):>21.3f}{measured[p]:>10.3f}{paper[p]:>29.2f}")
-check(all(measured[a] >= measured[b] for a, b in [(0.85, 0.9), (0.9, 0.95), (0.95, 0.995)]),
-      "a larger p prunes more")
+check("a larger p prunes more", all(measured[a] >= measured[b] for a, b in [(0.85, 0.9), (0.9, 0.95), (0.95, 0.995)]))
 gauss = rng.standard_normal(g.size).astype(np.float32)
 _, _, _, n = dbtd_prune(gauss, P, seed=3)
-check(abs(n / g.size - expected_density(P)) < 0.01, f"on Gaussian samples the prediction holds ({n / g.size:.3f})")
+check(f"on Gaussian samples the prediction holds ({n / g.size:.3f})", abs(n / g.size - expected_density(P)) < 0.01)
 print("(Table 1's densities are averages over a whole training run and a whole ResNet-18; one batch of one"
       "\n layer of resnet8 at initialization need not match them.)")
 
@@ -159,7 +153,7 @@ for k in (1, 4, 16, 64) if not QUICK else (1, 4, 16):
     errs[k] = float(np.linalg.norm(acc / k - exact) / np.linalg.norm(exact))
     print(f"{k:>18}{errs[k]:>27.4f}")
 ks = sorted(errs)
-check(errs[ks[-1]] < errs[1] / math.sqrt(ks[-1]) * 2, "the error shrinks like 1/sqrt(k): no bias left over")
+check("the error shrinks like 1/sqrt(k): no bias left over", errs[ks[-1]] < errs[1] / math.sqrt(ks[-1]) * 2)
 
 # ---------------------------------------------------------------------------------------------
 section(f"4. Training resnet8 with gradprune (p = {P}) against the baseline, {EPOCHS} epochs")
@@ -200,9 +194,9 @@ print("The MACs of both backward convolutions fall with the density. The bytes d
       "per dense fp32 value), and the DBTD pass reads the gradient and writes the pruned one once more (work a\n"
       "plain run does not do; the ledger counts it as declared extra). With every byte priced at DRAM cost,\n"
       "the energy estimate hardly moves: at ResNet densities the saving is in arithmetic, not in traffic.")
-check(all(r["density_after"] < r["density_before"] for r in recs), "pruning lowered the density every epoch")
-check(pr["macs"]["backward_weight"] < base["macs"]["backward_weight"],
-      "the ledger counts fewer weight-gradient MACs (by non-zeros)")
+check("pruning lowered the density every epoch", all(r["density_after"] < r["density_before"] for r in recs))
+check("the ledger counts fewer weight-gradient MACs (by non-zeros)",
+      pr["macs"]["backward_weight"] < base["macs"]["backward_weight"])
 
 fig = Figure(figsize=(12, 4.4), layout="constrained")
 ax1, ax2 = fig.subplots(1, 2)
@@ -262,8 +256,8 @@ print(f"  the crossover table measured by benchmarks/bench_sparse_conv.py says {
 dy = np.where(rng.random(full.shape) < 0.1, full, np.float32(0))
 sw, sx = sparse_conv2d_backward(xs, ws, dy, (1, 1), (1, 1))
 dw = conv2d_backward(xs, ws.reshape(cout, -1), (3, 3, 1, 1, 1, 1), dy.reshape(nb, cout, -1), True, dxs)
-check(np.allclose(sw.reshape(cout, -1), dw, rtol=1e-4, atol=1e-3) and np.allclose(sx, dxs, rtol=1e-4, atol=1e-3),
-      "the sparse and dense paths give the same dW and dx")
+check("the sparse and dense paths give the same dW and dx",
+      np.allclose(sw.reshape(cout, -1), dw, rtol=1e-4, atol=1e-3) and np.allclose(sx, dxs, rtol=1e-4, atol=1e-3))
 fig = Figure(figsize=(6.5, 4), layout="constrained")
 ax = fig.subplots()
 ax.plot(dens, ratios, "-o")
@@ -272,4 +266,4 @@ ax.set(xscale="log", xlabel="density of dL/dy", ylabel="dense time / sparse time
        title=f"sparse vs dense conv backward (3x3 {cin}->{cout}, {hw}x{hw}, this machine)")
 ax.grid(alpha=0.3, which="both")
 save(fig, "09_sparse_vs_dense.png")
-print("\nDone.")
+finish()

@@ -28,7 +28,7 @@ import shutil
 import numpy as np
 from matplotlib.figure import Figure
 
-from _lesson import QUICK, Timer, load_data, out_dir, save, section
+from _lesson import QUICK, Timer, check, finish, load_data, out_dir, save, section
 from minicnn.cost import Ledger
 from minicnn.hooks import Hook, HookList
 from minicnn.losses import SoftmaxCrossEntropy
@@ -44,11 +44,6 @@ SEED = 0
 rng = np.random.default_rng(0)
 
 
-def check(ok, what):
-    """A lesson's claim, checked: the lesson stops (and its test fails) if it does not hold."""
-    print(f"  check: {what}: {'ok' if ok else 'FAILED'}")
-    assert ok, what
-
 
 # ---------------------------------------------------------------------------------------------
 section("1. The fixed-point number line: 8-bit codes and their 4 MSBs")
@@ -62,15 +57,15 @@ trunc = msb_truncate_naive(q.code, bits, m)
 for xi, c, v, mc, mv, tc in zip(xs, q.code, q.value, msb_codes(q.code, bits, m), q.msb, trunc):
     print(f"{xi:>9.4f}{c:>6}{v:>13.6f}{mc:>18}{mv:>11.4f}{tc:>18}")
 inside = xs < r - q.step[0] / 2
-check(np.all(np.abs(q.value - xs)[inside] <= q.step[0] / 2), "inside the range, the error is at most half a step")
-check(np.all((msb_codes(q.code, bits, m) % 16 == 0) | (msb_codes(q.code, bits, m) == 255)),
-      "MSB codes are multiples of 2^(8-4) = 16 (or the top code)")
+check("inside the range, the error is at most half a step", np.all(np.abs(q.value - xs)[inside] <= q.step[0] / 2))
+check("MSB codes are multiples of 2^(8-4) = 16 (or the top code)",
+      np.all((msb_codes(q.code, bits, m) % 16 == 0) | (msb_codes(q.code, bits, m) == 255)))
 dense = np.linspace(-1.2, 1.2, 20001)
 qd = fixed_point(dense, bits, r, True, msb_bits=m, want_code=True)
 err_round = np.abs(qd.msb - qd.value).mean()
 err_trunc = np.abs(msb_truncate_naive(qd.code, bits, m) * qd.step[0] + qd.lo[0] - qd.value).mean()
 print(f"mean |MSB - 8-bit value| on a fine line: rounding {err_round:.4f}, truncation {err_trunc:.4f}")
-check(err_round < err_trunc, "rounding to the MSB grid is closer than truncating")
+check("rounding to the MSB grid is closer than truncating", err_round < err_trunc)
 
 fig = Figure(figsize=(12, 3.6), layout="constrained")
 ax = fig.subplots()
@@ -132,8 +127,8 @@ for msb_g in (2, 4, 6, 8, 10, 12):
     rows[msb_g] = (rule.predicted.mean(), same[rule.predicted].mean(), same.mean(),
                    np.mean(rule.direction == np.sign(g_full)))
     print(f"{msb_g:>6}{rows[msb_g][0]:>23.1%}{rows[msb_g][1]:>23.2%}{rows[msb_g][2]:>15.2%}")
-check(rows[10][1] >= rows[10][2], "where the predictor decides, it is right more often than over all weights")
-check(rows[12][2] > rows[2][2], "a wider predictor agrees more often (Eq. 3)")
+check("where the predictor decides, it is right more often than over all weights", rows[10][1] >= rows[10][2])
+check("a wider predictor agrees more often (Eq. 3)", rows[12][2] > rows[2][2])
 betas = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 qdy = fixed_point(dy, 16, gradient_range(dy), True, msb_bits=10)
 g_msb = conv_weight_grad(conv, qx.msb, qdy.msb)
@@ -179,7 +174,7 @@ recs = [h["method_records"]["psg"] for h in results["psg"][0].state.history]
 for i, rec in enumerate(recs):
     print(f"  psg epoch {i + 1}: the predictor decided {rec['predicted']:.1%} of the conv weights' signs "
           f"(E2-Train §4.4: 'at least 60%'), and agreed with sgn(g_w) on {rec['agree']:.2%} of those")
-check(all(0 < rec["predicted"] <= 1 for rec in recs), "the predictor decided some of the signs every epoch")
+check("the predictor decided some of the signs every epoch", all(0 < rec["predicted"] <= 1 for rec in recs))
 
 # ---------------------------------------------------------------------------------------------
 section("4. The energy estimate, term by term, beside the CPU wall time")
@@ -201,8 +196,9 @@ print("8-bit and 16-bit tensors cut it, the narrower MACs cut the rest.")
 print("E2-Train Table 2 (ResNet-74, CIFAR-10, their energy model): 8-bit saves 38.62%, PSG 63.28%.")
 print("The CPU emulates fixed point in float32 and computes two weight gradients for PSG: its wall time is")
 print("*longer* than the baseline's; the saving is what fixed-point hardware would get (the ledger's estimate).")
-check(results["psg"][1]["energy_j"]["total"] < results["fixed8"][1]["energy_j"]["total"]
-      < results["baseline"][1]["energy_j"]["total"], "estimated energy: psg < fixed8 < baseline")
+check("estimated energy: psg < fixed8 < baseline",
+      results["psg"][1]["energy_j"]["total"] < results["fixed8"][1]["energy_j"]["total"]
+      < results["baseline"][1]["energy_j"]["total"])
 fig = Figure(figsize=(10, 4), layout="constrained")
 ax = fig.subplots()
 colors = {"forward": "#4c72b0", "backward_input": "#dd8452", "backward_weight": "#c44e52", "update": "#55a868"}
@@ -218,4 +214,4 @@ ax.margins(x=0.3)
 ax.set(xlabel="estimated training energy (J)", title="Where the energy goes (ledger estimate) and the CPU time")
 ax.legend(fontsize=8, loc="lower right")
 save(fig, "10_energy.png")
-print("\nDone.")
+finish()

@@ -92,7 +92,8 @@ def test_psg_supplies_sign_gradients_and_the_layer_computes_no_dense_dw(monkeypa
     dense_dw = []
     original = conv_module.conv2d_backward
     monkeypatch.setattr(conv_module, "conv2d_backward",
-                        lambda x, w2, g, dy, want_dw, dx: dense_dw.append(want_dw) or original(x, w2, g, dy, want_dw, dx))
+                        lambda x, w2, g, dy, want_dw, dx: dense_dw.append(want_dw)
+                        or original(x, w2, g, dy, want_dw, dx))
     seen = {}
 
     class Spy(Method):

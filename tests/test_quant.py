@@ -40,7 +40,8 @@ def test_round_trip_error_is_at_most_half_a_step_and_values_are_on_the_grid(rng,
 
 def test_all_zero_tensor():
     for signed in (True, False):
-        q = fixed_point(np.zeros((3, 4), np.float32), 8, gradient_range(np.zeros(2)), signed, msb_bits=4, want_code=True)
+        q = fixed_point(np.zeros((3, 4), np.float32), 8, gradient_range(np.zeros(2)), signed, msb_bits=4,
+                        want_code=True)
         assert np.all(q.code == 0) and np.all(q.value == 0) and np.all(q.msb == 0)
         assert q.value.dtype == np.float32
 

@@ -2,11 +2,16 @@
 
 convnet-small   4 conv (3x3, BN, ReLU) + 2 max-pools + linear: 24,518,656
                 forward MACs per image. The quick model of the lessons.
-resnet20/8      CIFAR ResNets of He et al. 2016 (§4.2): a 3x3 conv to 16
+resnet{6n+2}    CIFAR ResNets of He et al. 2016 (§4.2): a 3x3 conv to 16
                 channels, three stages of n BasicBlocks at 16/32/64 channels
                 (stride 2 at the start of stages 2 and 3, projection
-                shortcuts), global average pooling, linear. resnet20: n=3
-                (40,813,184 forward MACs per image); resnet8: n=1.
+                shortcuts), global average pooling, linear: 6n+2 layers with
+                weights. Any depth 6n+2 builds by name (resnet8: n=1,
+                resnet20: n=3 with 40,813,184 forward MACs per image,
+                resnet32, resnet38, resnet44, resnet56, resnet74, resnet110,
+                ...); ``MODELS`` lists the depths of the papers (8, 20; 38,
+                74 and 110 are E2-Train's, §4.1, §4.3, §4.6) and also answers
+                ``"resnet56" in MODELS`` for every other one.
 alexnet-cifar   AlexNet's five conv layers and ReLUs, no BN, as commonly
                 adapted to CIFAR (11x11 stride-4 first conv, three max-pools,
                 one linear classifier); ``width`` scales the channels.
@@ -23,6 +28,8 @@ torchvision ResNet choice) for convolutions, PyTorch's default for linear
 layers, weight 1 and bias 0 for BatchNorm, zero conv biases.
 """
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -220,20 +227,63 @@ def vgg11_cifar(num_classes, dtype, rng, width=1.0):
     return layers
 
 
-MODELS = {
+def _resnet_depth(name: str) -> int | None:
+    """n for a name "resnet{6n+2}" (n >= 1), else None."""
+    m = re.fullmatch(r"resnet([1-9][0-9]*)", name) if isinstance(name, str) else None
+    if m is None:
+        return None
+    depth = int(m.group(1))
+    return (depth - 2) // 6 if depth >= 8 and (depth - 2) % 6 == 0 else None
+
+
+def _resnet_builder(n: int):
+    def builder(num_classes, dtype, rng):
+        return resnet_cifar(n, num_classes, dtype, rng)
+    builder.__name__ = f"resnet{6 * n + 2}"
+    return builder
+
+
+class ModelRegistry(dict):
+    """Name -> builder. Iterating lists the named models; lookups also accept any
+    ``resnet{6n+2}`` (so ``"resnet56" in MODELS`` and ``MODELS["resnet56"]`` work)."""
+
+    def __contains__(self, name):
+        return dict.__contains__(self, name) or _resnet_depth(name) is not None
+
+    def __missing__(self, name):
+        n = _resnet_depth(name)
+        if n is None:
+            raise KeyError(name)
+        return _resnet_builder(n)
+
+    def get(self, name, default=None):
+        return self[name] if name in self else default
+
+
+MODELS = ModelRegistry({
     "convnet-small": convnet_small,
-    "resnet20": lambda num_classes, dtype, rng: resnet_cifar(3, num_classes, dtype, rng),
-    "resnet8": lambda num_classes, dtype, rng: resnet_cifar(1, num_classes, dtype, rng),
+    "resnet20": _resnet_builder(3),
+    "resnet8": _resnet_builder(1),
+    "resnet38": _resnet_builder(6),
+    "resnet74": _resnet_builder(12),
+    "resnet110": _resnet_builder(18),
     "alexnet-cifar": alexnet_cifar,
     "alexnet-ye": alexnet_ye,
     "vgg11-cifar": vgg11_cifar,
-}
+})
 
 
 def build(name: str, num_classes: int = 10, dtype=np.float32, seed: int = 0, **options) -> Model:
+<<<<<<< HEAD
     """Build model ``name`` with seeded weights. Options: ``width`` for alexnet-cifar/alexnet-ye/vgg11-cifar."""
+=======
+    """Build model ``name`` with seeded weights. Options: ``width`` for alexnet-cifar/vgg11-cifar.
+
+    ``name`` is one of ``MODELS`` or any CIFAR ResNet depth ``resnet{6n+2}``
+    (``build("resnet38")``: 6 blocks per stage)."""
+>>>>>>> main
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)} (or any resnet{{6n+2}})")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     rng = np.random.default_rng(seed)

@@ -91,21 +91,44 @@ class CosineLR:
 
 
 class MultiStepLR:
-    """``lr = base_lr * gamma ** (number of milestones <= epoch)`` (torch MultiStepLR, stepped per epoch)."""
+    """``lr = base_lr * gamma ** (number of milestones <= epoch)`` (torch MultiStepLR, stepped per epoch).
+
+    ``milestones`` are 0-based epoch indices at which the rate is multiplied by
+    ``gamma``, in any order; a milestone given twice multiplies twice (PyTorch
+    keeps them in a ``Counter`` and does the same). ``MultiStepLR(0.1, [2, 4])``
+    gives 0.1, 0.1, 0.01, 0.01, 0.001, ...
+    """
 
     def __init__(self, base_lr: float, milestones, gamma: float = 0.1):
-        ms = sorted(int(m) for m in milestones)
-        if any(m < 1 for m in ms):
-            raise ValueError(f"MultiStepLR: milestones must be epochs >= 1, got {list(milestones)}")
-        self.base_lr, self.milestones, self.gamma = base_lr, ms, gamma
+        ms = [int(m) for m in milestones]
+        if any(m != mm or m < 0 for m, mm in zip(ms, milestones)):
+            raise ValueError(f"MultiStepLR: milestones must be non-negative whole epochs, got {list(milestones)}")
+        if gamma <= 0:
+            raise ValueError(f"MultiStepLR: gamma must be > 0, got {gamma}")
+        self.base_lr, self.milestones, self.gamma = base_lr, sorted(ms), gamma
 
     def lr_at(self, epoch: int) -> float:
-        return self.base_lr * self.gamma ** sum(1 for m in self.milestones if m <= epoch)
+        passed = sum(1 for m in self.milestones if m <= epoch)
+        return self.base_lr * self.gamma ** passed
 
 
 def stretch_milestones(milestones, scale: float) -> list[int]:
-    """Milestones of a schedule stretched by ``scale`` (SMD's ``epochs_scale``), rounded to the nearest epoch."""
-    return [max(1, int(round(m * scale))) for m in milestones]
+    """Milestones of a run lengthened by ``scale`` (a method's ``epochs_scale``), rounded to the nearest epoch.
+
+    Halves round up (``floor(m * scale + 0.5)``, not Python's round-half-to-even)
+    so that stretching is monotone in ``scale``. E2-Train's official code
+    stretches its iteration milestones by 4/3 with ``int(32000 * 4/3)``
+    (truncation); at epoch granularity minicnn rounds to the nearest instead,
+    so that milestone 3 at ``epochs_scale=1.333`` (as typed on the command
+    line) lands on epoch 4 (3 * 1.333 = 3.999), not on epoch 3.
+    """
+    if not scale > 0 or not math.isfinite(scale):
+        raise ValueError(f"stretch_milestones: scale must be a positive number, got {scale}")
+    out = []
+    for m in milestones:
+        s = int(math.floor(m * scale + 0.5))
+        out.append(max(1, s) if m >= 1 else s)     # a milestone after the first epoch stays after it
+    return sorted(out)
 
 
 def make_schedule(name: str, base_lr: float, epochs: int, step_size: int | None = None, gamma: float = 0.1,
@@ -123,3 +146,4 @@ def make_schedule(name: str, base_lr: float, epochs: int, step_size: int | None 
     if name == "step":
         return StepLR(base_lr, step_size or max(1, epochs // 3), gamma)
     raise ValueError(f"unknown schedule {name!r}; choose constant, step or cosine")
+
