@@ -16,13 +16,10 @@ import math
 
 from .base import METHODS, Combination, Method, parse_method_spec, register_method
 from . import freeze  # noqa: F401  (registers "freeze")
-<<<<<<< HEAD
-from . import gradprune  # noqa: F401  (registers "gradprune")
-from . import psg  # noqa: F401  (registers "psg", "fixed8", "signsgd")
-=======
 from . import lars_skip, smd, wus  # noqa: F401  (register "lars-skip", "smd", "wus", "wus-lr")
 from . import slu, stochastic_depth, e2train  # noqa: F401  (register "slu", "stochastic-depth", "e2train")
->>>>>>> main
+from . import gradprune  # noqa: F401  (registers "gradprune")
+from . import psg  # noqa: F401  (registers "psg", "fixed8", "signsgd")
 from .freeze import Freeze
 
 

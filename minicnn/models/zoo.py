@@ -274,14 +274,10 @@ MODELS = ModelRegistry({
 
 
 def build(name: str, num_classes: int = 10, dtype=np.float32, seed: int = 0, **options) -> Model:
-<<<<<<< HEAD
-    """Build model ``name`` with seeded weights. Options: ``width`` for alexnet-cifar/alexnet-ye/vgg11-cifar."""
-=======
-    """Build model ``name`` with seeded weights. Options: ``width`` for alexnet-cifar/vgg11-cifar.
+    """Build model ``name`` with seeded weights. Options: ``width`` for alexnet-cifar/alexnet-ye/vgg11-cifar.
 
     ``name`` is one of ``MODELS`` or any CIFAR ResNet depth ``resnet{6n+2}``
     (``build("resnet38")``: 6 blocks per stage)."""
->>>>>>> main
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)} (or any resnet{{6n+2}})")
     if num_classes < 1:
