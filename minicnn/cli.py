@@ -118,7 +118,7 @@ def _parser():
                         "MultiStepLR; without it, step decays every third of the run)")
     t.add_argument("--gamma", type=_positive_float, default=0.1, help="lr decay factor of the step schedule")
     t.add_argument("--augment", default="none", help="comma-separated: flip,crop, or none")
-    t.add_argument("--width", type=_positive_float, default=None, help="channel multiplier for alexnet-cifar/vgg11-cifar")
+    t.add_argument("--width", type=_positive_float, default=None, help="channel multiplier for alexnet-cifar/alexnet-ye/vgg11-cifar")
     t.add_argument("--train-images", type=_positive_int, default=None, help="train on a class-balanced subset")
     t.add_argument("--val-images", type=_nonneg_int, default=0,
                    help="carve a class-balanced validation set of N training images; methods that decide "
