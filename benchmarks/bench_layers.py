@@ -38,6 +38,9 @@ def layer_cases():
         c.append((f"conv3x3 {cin:>2}->{cout:<2} {hw}x{hw} s{s}", lambda cin=cin, cout=cout, s=s: Conv2d(cin, cout, 3, stride=s, padding=1, bias=False), (cin, hw, hw)))
     for cin, cout, hw in [(16, 32, 32), (32, 64, 16)]:
         c.append((f"conv1x1 {cin:>2}->{cout:<2} {hw}x{hw} s2", lambda cin=cin, cout=cout: Conv2d(cin, cout, 1, stride=2, bias=False), (cin, hw, hw)))
+    # pointwise (1x1, stride 1: the GEMM-only path of Conv2d), as in bottleneck blocks
+    for cin, cout, hw in [(16, 32, 32), (64, 64, 16), (64, 256, 8)]:
+        c.append((f"conv1x1 {cin:>2}->{cout:<3} {hw}x{hw} pw", lambda cin=cin, cout=cout: Conv2d(cin, cout, 1, bias=False), (cin, hw, hw)))
     for ch, hw in [(32, 32), (64, 16), (16, 32), (32, 16), (64, 8)]:
         c.append((f"bn {ch}ch {hw}x{hw}", lambda ch=ch: BatchNorm2d(ch), (ch, hw, hw)))
     for ch, hw in [(32, 32), (16, 32)]:

@@ -5,13 +5,15 @@ Run it top to bottom:
 
     python lessons/01_layers.py
 
-Claims this lesson checks on real tensors:
+Claims this lesson checks on real tensors (each a ``check``: ``[ok]``/``[FAIL]``;
+the lesson exits non-zero if one fails):
 
 1. A layer is ``y = layer.forward(x)`` then ``dx = layer.backward(dy)``;
    backward fills ``layer.grads`` and can be told to do less.
 2. A convolution written as seven nested loops and the same convolution
    written as im2col + one matrix multiply (GEMM) give the same numbers; the
-   GEMM version is orders of magnitude faster.
+   GEMM version is orders of magnitude faster (timed and printed, not a
+   check: timings on a shared machine prove nothing).
 3. A gradient check (float64, central differences) with a *random* upstream
    gradient confirms every backward. An all-ones upstream gradient is a trap:
    for BatchNorm it makes the true dL/dx exactly zero, so a backward that
@@ -23,10 +25,12 @@ Claims this lesson checks on real tensors:
 Figures: ``01_conv_feature_maps.png`` and ``01_gradcheck.png`` in the output
 folder (``$MINICNN_LESSONS_OUT``, default ``./lessons_out``).
 """
+import math
+
 import numpy as np
 from matplotlib.figure import Figure
 
-from _lesson import QUICK, Timer, load_data, save, section
+from _lesson import QUICK, Timer, check, check_close, finish, load_data, save, section
 from minicnn.gradcheck import check_layer_gradients, numerical_gradient, rel_error
 from minicnn.kernels.im2col import im2col
 from minicnn.kernels.reference import conv2d_backward_naive, conv2d_forward_naive
@@ -46,17 +50,23 @@ for name, p in conv.params.items():
 x = rng.standard_normal((4, 3, 16, 16)).astype(np.float32)      # a batch: N=4, C=3, H=W=16 (NCHW)
 y = conv.forward(x)                                               # caches what backward needs
 print(f"forward:  x {x.shape} -> y {y.shape}   (output_shape() predicts {conv.output_shape(x.shape)})")
+check("output_shape() predicts the forward's shape", conv.output_shape(x.shape) == y.shape)
 
 dy = rng.standard_normal(y.shape).astype(np.float32)             # dL/dy, from the layer above
 dx = conv.backward(dy)                                            # returns dL/dx, fills grads
 print(f"backward: dy {dy.shape} -> dx {dx.shape}; grads now: "
       + ", ".join(f"{k} {g.shape}" for k, g in conv.grads.items()))
+check("backward returns dL/dx of x's shape and fills a gradient per param",
+      dx.shape == x.shape and all(conv.grads[k].shape == p.shape for k, p in conv.params.items()))
 
 # Backward consumes the cache: a second backward without a forward is an error, not a silent reuse.
 try:
     conv.backward(dy)
+    second_backward_refused = False
 except RuntimeError as e:
     print(f"second backward -> RuntimeError: {e}")
+    second_backward_refused = True
+check("a second backward without a forward is refused", second_backward_refused)
 
 # Two flags ask backward for *less* work; the cost ledger (lesson 3) counts exactly what was done.
 conv.zero_grad()
@@ -66,6 +76,8 @@ conv.forward(x)
 dx = conv.backward(dy)
 print(f"with needs_input_grad=False and bias frozen: dx = {dx}, grads['bias'] = {conv.grads['bias']}, "
       f"grads['weight'] shape {conv.grads['weight'].shape}")
+check("needs_input_grad=False and a frozen bias: no dx, no bias gradient, a weight gradient",
+      dx is None and conv.grads["bias"] is None and conv.grads["weight"] is not None)
 
 # ---------------------------------------------------------------------------------------------
 section("2. Convolution: a naive loop vs im2col + GEMM")
@@ -96,6 +108,8 @@ for _ in range(20):  # best of 20: the least disturbed by other programs on the 
         y_gemm = conv.forward(x)
     t_gemm_one = min(t_gemm_one, t_gemm.seconds)
 print(f"max |y_naive - y_gemm| = {np.abs(y_naive - y_gemm).max():.2e}   (float64: rounding only)")
+# float64 rounding of a K = 27-term dot product: ~1e-15 relative; 1e-10 leaves a wide margin
+check_close("forward: naive loops == im2col + GEMM (float64)", y_naive, y_gemm, rtol=1e-10, atol=1e-10)
 print(f"time for one forward of {x.shape}: naive loops {t_naive.seconds * 1e3:.1f} ms, "
       f"im2col+GEMM {t_gemm_one * 1e3:.3f} ms (best of 20)  -> {t_naive.seconds / t_gemm_one:.0f}x faster")
 # (The loops run one multiply-add per Python bytecode round trip; the GEMM runs compiled, vectorized
@@ -108,6 +122,8 @@ dx_fast = conv.backward(dy)
 dx_ref, dw_ref, db_ref = conv2d_backward_naive(x, w, dy, stride=1, padding=1)
 print(f"backward, max abs diff: dx {np.abs(dx_fast - dx_ref).max():.2e}, "
       f"dW {np.abs(conv.grads['weight'] - dw_ref).max():.2e}, db {np.abs(conv.grads['bias'] - db_ref).max():.2e}")
+for label, fast, ref in (("dx", dx_fast, dx_ref), ("dW", conv.grads["weight"], dw_ref), ("db", conv.grads["bias"], db_ref)):
+    check_close(f"backward {label}: naive loops == im2col + GEMM (float64)", ref, fast, rtol=1e-10, atol=1e-10)
 
 # The same on a real image, with hand-made filters, so the output maps mean something.
 ds = load_data(20, 10)
@@ -164,8 +180,8 @@ results = {}
 for name, (layer, shape) in cases.items():
     errs = check_layer_gradients(layer, rng.standard_normal(shape), rng)
     results[name] = errs
-    verdict = "OK" if max(errs.values()) < TOL else "FAIL"
-    print(f"  {name:<22} " + "  ".join(f"{k}: {v:.1e}" for k, v in errs.items()) + f"   [{verdict}, tol {TOL:g}]")
+    print(f"  {name:<22} " + "  ".join(f"{k}: {v:.1e}" for k, v in errs.items()))
+    check(f"gradient check {name}: every relative error < {TOL:g}", max(errs.values()) < TOL)
 
 # Why not an all-ones upstream gradient (i.e. L = sum(y))? For BatchNorm in training mode,
 #     sum(y) = sum(gamma * xhat + beta) = gamma * sum(xhat) + n * beta,   and sum(xhat) = 0,
@@ -188,20 +204,30 @@ def bn_backward(dy, forget_variance_term=False):
     return g / std * (dy - dy.mean(axis=(0, 2, 3), keepdims=True) - term)
 
 
+caught = {}
 for label, dyb in (("all-ones", np.ones_like(xb)), ("random  ", rng.standard_normal(xb.shape))):
     numeric = numerical_gradient(bn.forward, xb.copy(), dyb, 1e-5)
     good, buggy = bn_backward(dyb), bn_backward(dyb, forget_variance_term=True)
     print(f"  dy {label}: max|numeric dx| = {np.abs(numeric).max():.1e}; correct backward off by "
           f"{np.abs(good - numeric).max():.1e}; buggy backward off by {np.abs(buggy - numeric).max():.1e}")
+    # the correct backward agrees in both cases (absolute: the all-ones dx is zero, a relative error undefined)
+    check(f"dy {label.strip()}: the correct BatchNorm backward matches the numbers",
+          np.abs(good - numeric).max() < 1e-6 * max(1.0, np.abs(numeric).max()))
+    caught[label.strip()] = np.abs(buggy - numeric).max() > 1e-3 * max(1.0, np.abs(numeric).max())
 buggy_error = rel_error(buggy, numeric)   # the random-dy case, for the figure
 print(f"  relative error of the buggy backward with the random dy: {buggy_error:.1e} (tolerance {TOL:g})")
 print("  -> with all ones both backwards match the numbers; only the random dy catches the bug.")
+check("an all-ones dy does NOT expose the buggy backward (the trap)", not caught["all-ones"])
+check("a random dy exposes it (relative error far above the tolerance)", caught["random"] and buggy_error > 1e3 * TOL,
+      f"relative error {buggy_error:.1e}")
 # A related fact, true for ANY dy in training mode: the per-channel sum of dL/dx over the batch is
 # zero (shifting a whole channel by a constant does not change its normalized output).
 bn.forward(xb)
 dxb = bn.backward(rng.standard_normal(xb.shape))
 print(f"  per-channel sum of dL/dx over the batch (random dy): "
       f"{', '.join(f'{v:.1e}' for v in dxb.sum(axis=(0, 2, 3)))}  (zero up to rounding)")
+check_close("per-channel sum of dL/dx over the batch is zero (float64 rounding: < 1e-10 x sum|dx|)",
+            np.zeros(3), dxb.sum(axis=(0, 2, 3)), atol=1e-10 * np.abs(dxb).sum())
 
 fig = Figure(figsize=(9, 4.2), layout="constrained")
 ax = fig.subplots()
@@ -244,6 +270,11 @@ print(f"train-mode output: per-channel mean {y.mean(axis=(0, 2, 3))}, biased var
       "(= var/(var+eps): normalized with the biased variance)")
 print(f"running_mean = 0.1 * mu                      = {bn.buffers['running_mean']}  (expected {0.1 * mu})")
 print(f"running_var  = 0.9 * 1 + 0.1 * unbiased var = {bn.buffers['running_var']}  (expected {0.9 + 0.1 * var_u})")
+check_close("train mode normalizes with the BIASED variance: output var = var/(var+eps)",
+            var_b / (var_b + bn.eps), y.var(axis=(0, 2, 3)), rtol=1e-9)
+check_close("train-mode output has mean 0 per channel", np.zeros(2), y.mean(axis=(0, 2, 3)), atol=1e-12)
+check_close("running_mean = 0.1 * batch mean", 0.1 * mu, bn.buffers["running_mean"], rtol=1e-12)
+check_close("running_var = 0.9 + 0.1 * UNBIASED batch var", 0.9 + 0.1 * var_u, bn.buffers["running_var"], rtol=1e-12)
 
 # In eval mode the output of a sample no longer depends on the rest of the batch.
 bn.eval()
@@ -259,10 +290,19 @@ y_eval = bn.forward(xs)
 print(f"after 60 more training batches: running_mean {bn.buffers['running_mean']}, running_var "
       f"{bn.buffers['running_var']}\n  eval-mode output mean {y_eval.mean(axis=(0, 2, 3))}, "
       f"var {y_eval.var(axis=(0, 2, 3))} (close to 0 and 1 now)")
+# The running mean tracks the true means (3, -1) with std ~ sigma * sqrt(0.1/1.9) / sqrt(72) ~ 0.03 sigma; xs's own
+# batch mean is off by ~ sigma/sqrt(72) ~ 0.12 sigma. So |eval mean| < 0.5 and eval var in [0.5, 2] have
+# a margin of several standard deviations.
+check("eval mode uses the running statistics: output mean near 0 and var near 1 per channel",
+      np.all(np.abs(y_eval.mean(axis=(0, 2, 3))) < 0.5) and np.all(np.abs(np.log(y_eval.var(axis=(0, 2, 3)))) < math.log(2)))
 bn.train()
 single = bn.forward(xs[:2])[0]
 whole = bn.forward(xs)[0]
 bn.eval()
+eval_diff = np.abs(bn.forward(xs[:2])[0] - bn.forward(xs)[0]).max()
 print(f"sample 0, train mode: batch of 2 vs batch of 8 differ by {np.abs(single - whole).max():.3f}; "
-      f"eval mode: {np.abs(bn.forward(xs[:2])[0] - bn.forward(xs)[0]).max():.1e}")
+      f"eval mode: {eval_diff:.1e}")
+check("train mode: a sample's output depends on the rest of the batch", np.abs(single - whole).max() > 1e-3)
+check("eval mode: it does not (bit for bit)", eval_diff == 0.0)
 print("\nDone. Next: lessons/02_training_sanity.py")
+finish()

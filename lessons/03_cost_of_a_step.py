@@ -16,7 +16,8 @@ in four units: MACs (multiply-accumulates), elementwise ops, bytes moved
 to/from memory, and energy (picojoules, from Horowitz's ISSCC 2014 table).
 
 This lesson recomputes those numbers by hand for one real step and checks
-them against the ledger: forward MACs from the formula N*Ho*Wo*Cout*Cin*kh*kw,
+them against the ledger (each comparison a ``check``: ``[ok]``/``[FAIL]``;
+the lesson exits non-zero if one fails): forward MACs from the formula N*Ho*Wo*Cout*Cin*kh*kw,
 why backward costs twice the forward, why the first layer computes no dL/dx,
 the bytes model, the energy table, the update phase, and finally how freezing
 the first two conv blocks removes backward work (and how much).
@@ -26,7 +27,7 @@ Figure: ``03_cost_per_layer.png`` in the output folder.
 import numpy as np
 from matplotlib.figure import Figure
 
-from _lesson import QUICK, load_data, save, section
+from _lesson import QUICK, check, check_close, check_equal, finish, load_data, save, section
 from minicnn.cost import EnergyTable, Ledger, static_cost
 from minicnn.cost.static import shape_walk
 from minicnn.data import BatchIterator, channel_stats
@@ -83,6 +84,7 @@ section("2. Forward MACs: the formula vs the ledger")
 # A Linear layer: N * in_features * out_features.
 print(f"{'layer':<6} {'formula':<36} {'by formula':>14} {'ledger':>14}")
 total_formula = 0
+formula_macs = {}
 for s in shape_walk(model, N):
     layer = s.layer
     if isinstance(layer, Conv2d):
@@ -97,10 +99,19 @@ for s in shape_walk(model, N):
         continue
     total_formula += macs
     print(f"{s.name:<6} {text:<36} {macs:>14,} {full[s.name]['forward'].macs:>14,}")
+    formula_macs[s.name] = macs
 print(f"total forward MACs {total_formula:,} = {total_formula // N:,} per image "
       f"(ledger: {ledger.totals()['forward'].macs:,})")
+for name, macs in formula_macs.items():
+    check_equal(f"{name} forward MACs: formula == ledger", macs, full[name]["forward"].macs)
+check_equal("total forward MACs: formula == ledger", total_formula, ledger.totals()["forward"].macs)
 print("BatchNorm, ReLU and max-pooling do no MACs: they are elementwise ops (counted apart), e.g. "
       f"bn1 forward = {full['bn1']['forward'].ops:,} ops = 6 per element + 18 per channel")
+check_equal("bn1 forward ops = 6 per element + 18 per channel", 6 * N * 32 * 32 * 32 + 18 * 32,
+            full["bn1"]["forward"].ops)
+check("BatchNorm, ReLU and pooling do no MACs",
+      all(full[s.name][p].macs == 0 for s in shape_walk(model, N) if not isinstance(s.layer, (Conv2d, Linear))
+          for p in PHASES))
 
 # ---------------------------------------------------------------------------------------------
 section("3. Backward: dL/dx and dL/dW each cost about one forward")
@@ -118,6 +129,12 @@ t = ledger.totals()
 print(f"whole step: forward {M(t['forward'].macs)}, backward_input {M(t['backward_input'].macs)}, "
       f"backward_weight {M(t['backward_weight'].macs)}; total {M(t['total'].macs)} = "
       f"{t['total'].macs / t['forward'].macs:.2f} x forward")
+check("backward_weight MACs == forward MACs for every conv and fc",
+      all(full[n]["backward_weight"].macs == full[n]["forward"].macs for n in formula_macs))
+check("backward_input MACs == forward MACs for every conv and fc above conv1",
+      all(full[n]["backward_input"].macs == full[n]["forward"].macs for n in formula_macs if n != "conv1"))
+check_equal("whole step MACs = 3 x forward - conv1's skipped dL/dx",
+            3 * t["forward"].macs - full["conv1"]["forward"].macs, t["total"].macs)
 
 # Why is conv1's backward_input zero? dL/dx of conv1 would be the gradient w.r.t. the IMAGE. No
 # parameter lies below conv1, so nobody needs it: the container tells conv1 not to compute it
@@ -125,6 +142,9 @@ print(f"whole step: forward {M(t['forward'].macs)}, backward_input {M(t['backwar
 # compute dL/dx: conv1's weight gradient needs the gradient at conv1's output.
 print(f"conv1.needs_input_grad = {model['conv1'].needs_input_grad}; bn1.needs_input_grad = "
       f"{model['bn1'].needs_input_grad}  -> conv1 skips {M(full['conv1']['forward'].macs)} MACs of dL/dx")
+check("conv1 computes no dL/dx (needs_input_grad False, ledger 0); bn1 does",
+      not model["conv1"].needs_input_grad and full["conv1"]["backward_input"].macs == 0
+      and model["bn1"].needs_input_grad and full["bn1"]["backward_input"].ops > 0)
 print(f"elementwise backward ops: bn1 {full['bn1']['backward_input'].ops:,} (dx) + "
       f"{full['bn1']['backward_weight'].ops:,} (dgamma, dbeta, incl. the reduction pass over dy); "
       f"relu1 {full['relu1']['backward_input'].ops:,}")
@@ -145,6 +165,7 @@ by_hand = {"forward": 4 * (x_el + w_el + y_el),
            "backward_weight": 4 * (y_el + x_el + w_el)}
 for ph, b in by_hand.items():
     print(f"conv2 {ph:<16} by hand {b:>12,} B   ledger {full['conv2'][ph].bytes:>12,} B")
+    check_equal(f"conv2 {ph} bytes: by hand == ledger", b, int(full["conv2"][ph].bytes))
 print("per phase, whole step: " + ", ".join(f"{ph} {t[ph].bytes / 1e6:.1f} MB" for ph in PHASES))
 print("elementwise layers move as many bytes as a conv for almost no arithmetic: "
       f"bn1 forward {full['bn1']['forward'].bytes / 1e6:.2f} MB, relu1 forward "
@@ -162,6 +183,8 @@ c = full["conv2"]["forward"]
 hand = c.macs * E.mac_pj() + c.ops * E.op_pj() + c.bytes * E.byte_pj()
 print(f"conv2 forward: {c.macs:,} MACs * {E.mac_pj():.1f} + {c.ops} ops * {E.op_pj()} + {c.bytes:,} B * "
       f"{E.byte_pj()} = {hand / 1e6:.2f} uJ (ledger {c.energy_pj / 1e6:.2f} uJ)")
+check_close("conv2 forward energy (pJ): by hand == ledger", hand, c.energy_pj, rtol=1e-9)
+check_close("one MAC = fp32 mult + fp32 add (pJ)", E.fp32_mult + E.fp32_add, E.mac_pj(), rtol=1e-12)
 
 # Memory vs arithmetic, per layer: how many MACs does each byte buy?
 print(f"\n{'layer':<7} {'MACs/byte':>9} {'arith uJ':>9} {'memory uJ':>10} {'memory share':>13}   (whole step)")
@@ -177,6 +200,8 @@ for name, per in full.items():
     print(f"{name:<7} {macs / nbytes:>9.1f} {arith / 1e6:>9.2f} {mem / 1e6:>10.2f} {mem / (arith + mem):>12.0%}")
 print(f"whole step: arithmetic {arith_tot / 1e9:.2f} mJ, memory {mem_tot / 1e9:.2f} mJ "
       f"-> memory is {mem_tot / (arith_tot + mem_tot):.0%} of {t['total'].energy_pj / 1e9:.2f} mJ")
+check_close("whole step energy: arithmetic + memory by hand == ledger total", arith_tot + mem_tot,
+            t["total"].energy_pj, rtol=1e-9)
 print("(convs with many channels do enough MACs per byte to balance their traffic; BatchNorm, ReLU and "
       "pooling are pure data movement)")
 cache = EnergyTable(memory_level="cache_1mb")
@@ -194,6 +219,9 @@ u = full["fc"]["update"]
 print(f"fc weight {fc.params['weight'].shape} = {n_w:,} values: by hand 4 ops and 20 bytes per value, "
       f"plus the bias ({fc.params['bias'].size} values)")
 print(f"  by hand {4 * (n_w + 10):,} ops, {20 * (n_w + 10):,} B;  ledger {u.ops:,} ops, {u.bytes:,} B")
+n_b = fc.params["bias"].size
+check_equal("fc update ops: 4 per value (weight and bias)", 4 * (n_w + n_b), int(u.ops))
+check_equal("fc update bytes: 20 per value (weight and bias)", 20 * (n_w + n_b), int(u.bytes))
 print(f"update of the whole model: {t['update'].ops:,} ops, {t['update'].bytes / 1e6:.2f} MB, "
       f"{t['update'].energy_pj / t['total'].energy_pj:.1%} of the step's energy. It does not grow with "
       "the batch size: the larger the batch, the smaller its share.")
@@ -201,7 +229,8 @@ print(f"update of the whole model: {t['update'].ops:,} ops, {t['update'].bytes /
 # The ledger and the static shape walk (what `minicnn cost` prints) agree for an all-trained step:
 st = static_cost(model, N)
 st_total = sum(st[n][p].macs for n in st for p in PHASES)
-print(f"cross-check: static_cost() total MACs {st_total:,} == ledger {t['total'].macs:,}: {st_total == t['total'].macs}")
+print(f"cross-check: static_cost() total MACs {st_total:,} == ledger {t['total'].macs:,}")
+check_equal("static_cost() (what `minicnn cost` prints) == ledger, total MACs", st_total, t["total"].macs)
 
 # ---------------------------------------------------------------------------------------------
 section("7. Freeze the first two conv blocks and count again")
@@ -217,6 +246,11 @@ model2.set_hooks(HookList([ledger2]))
 training_step(model2, ledger2, SGD(model2, lr=0.01, momentum=0.9))
 frozen = ledger2.per_layer()
 print(f"frozen: {', '.join(FROZEN)};  conv3.needs_input_grad = {model2['conv3'].needs_input_grad}")
+check("backward stops at conv3: it computes no dL/dx, nothing below it is visited",
+      not model2["conv3"].needs_input_grad
+      and all(not frozen[n][p] for n in ("conv1", "bn1", "relu1", "conv2", "bn2", "relu2", "pool1")
+              for p in ("backward_input", "backward_weight")))
+check("forward is unchanged by freezing", all(frozen[n]["forward"] == full[n]["forward"] for n in full))
 print(f"{'layer':<7} {'backward MACs: all trained':>27} {'frozen':>12}   {'backward bytes: all':>20} {'frozen':>12}")
 for name in full:
     b_full = full[name]["backward_input"] + full[name]["backward_weight"]
@@ -229,9 +263,15 @@ saved_by_hand = (full["conv1"]["backward_weight"].macs + 2 * full["conv2"]["forw
 s2 = ledger2.summary()
 print(f"MACs saved: conv1 dW + conv2 dW and dx + conv3 dx = {saved_by_hand:,} by hand; ledger "
       f"{s2['dense_macs']['total'] - s2['macs']['total']:,} (dense {s2['dense_macs']['total']:,} - actual {s2['macs']['total']:,})")
+check_equal("MACs saved by freezing: by hand == ledger (dense - actual)", saved_by_hand,
+            s2["dense_macs"]["total"] - s2["macs"]["total"])
+check_equal("the frozen step's dense count == the all-trained step's actual count", t["total"].macs,
+            s2["dense_macs"]["total"], labels=("all-trained actual", "frozen dense"))
 print("summary()['savings'] vs an all-trained step: " + ", ".join(f"{k} {v:.1%}" for k, v in s2["savings"].items()))
 print(f"(for the all-trained step the savings are {ledger.summary()['savings']['macs']:.1%}: its actual count "
       "equals its dense count)")
+check("the all-trained step saves nothing: savings 0 in every unit",
+      all(v == 0 for v in ledger.summary()["savings"].values()), str(ledger.summary()["savings"]))
 
 # ---------------------------------------------------------------------------------------------
 section("8. Plot: per-layer cost by phase, all trained vs first two blocks frozen")
@@ -266,3 +306,4 @@ fig.suptitle(f"convnet-small, one training step: cost per layer and phase "
              fontweight="bold")
 save(fig, "03_cost_per_layer.png")
 print("\nDone. Next: lessons/04_gradient_statistics.py")
+finish()

@@ -27,6 +27,9 @@ The StatsRecorder hook writes all of it to ``stats.jsonl`` in the run
 directory; ``load_stats`` reads it back; ``minicnn.plots.plot_runs`` draws
 the standard figures.
 
+Each claim the lesson makes about its numbers is a ``check`` (``[ok]`` /
+``[FAIL]``); the lesson exits non-zero if one fails.
+
 Figures (output folder): ``04_grad_histogram.png``, ``04_density_lars.png``
 and the standard run figures in ``04_run_plots/``.
 """
@@ -36,7 +39,7 @@ import shutil
 import numpy as np
 from matplotlib.figure import Figure
 
-from _lesson import QUICK, Timer, load_data, out_dir, save, section
+from _lesson import QUICK, Timer, check, check_close, finish, load_data, out_dir, save, section
 from minicnn.hooks import Hook, HookList
 from minicnn.losses import SoftmaxCrossEntropy
 from minicnn.models import build
@@ -64,11 +67,15 @@ for r in trainer.state.history:
     print(f"  epoch {r['epoch']}: train loss {r['train_loss']:.3f}, test acc {r['test_acc']:.1%}")
 print(f"{summary['batches_done']} batches in {t.seconds:.1f} s; run directory {run_dir}: "
       f"{', '.join(sorted(p.name for p in run_dir.iterdir()))}")
+check("the run directory holds stats.jsonl", (run_dir / "stats.jsonl").is_file())
 
 # ---------------------------------------------------------------------------------------------
 section("2. Read the statistics back")
 st = load_stats(run_dir)
 print(f"stats.jsonl: {len(st.batch)} batch records, {len(st.epoch)} epoch records, {len(st.init)} init records")
+batches_recorded = len({r["step"] for r in st.batch})
+check("every 2nd trained batch was recorded (every=2)", batches_recorded == -(-summary["batches_done"] // 2),
+      f"{batches_recorded} of {summary['batches_done']} batches")
 print(f"layers: {', '.join(st.layers())}")
 print(f"tensors recorded for bn2: {st.tensors('bn2')}")
 rec = st.batch_records("conv3", "grad_output")[-1]
@@ -94,6 +101,12 @@ for i in range(1, 5):
 print("Blocks 2 and 4 end in a max-pool: its backward sends each dy to one of 4 inputs, so bn2/bn4 see "
       "~1/4 of ~1/2.")
 print("Conv-BN-ReLU: the gradient reaching each conv is dense, as Ye et al. say.")
+check("Conv-BN-ReLU: dL/dy of every conv is dense (> 99% non-zero)", all(d[1] > 0.99 for d in dens.values()),
+      ", ".join(f"conv{i} {d[1]:.1%}" for i, d in dens.items()))
+check("dL/dy of every bn (after ReLU's backward) is sparse (< 75% non-zero)", all(d[0] < 0.75 for d in dens.values()),
+      ", ".join(f"bn{i} {d[0]:.1%}" for i, d in dens.items()))
+check("after a max-pool (blocks 2, 4) it is sparser still (< 1/2 of blocks 1, 3)",
+      max(dens[2][0], dens[4][0]) < 0.5 * min(dens[1][0], dens[3][0]))
 
 # The Conv-ReLU case, for contrast: vgg11-cifar has no BatchNorm. One training step, with a tiny
 # hook that measures dL/dy at every conv (a hook sees every layer; see lesson 5).
@@ -119,6 +132,8 @@ vgg_density = dict(reversed(list(probe.density.items())))     # backward visits 
 print("vgg11-cifar (Conv-ReLU, width 0.25), density of dL/dy at each conv's output after one step: "
       + ", ".join(f"{k} {v:.0%}" for k, v in vgg_density.items()))
 print("Conv-ReLU: sparse, exactly where the ReLU above the conv was off.")
+check("Conv-ReLU (vgg11-cifar): dL/dy of every conv is sparse (< 75% non-zero)",
+      all(v < 0.75 for v in vgg_density.values()))
 
 # ---------------------------------------------------------------------------------------------
 section("4. The distribution of a dense activation gradient and its Gaussian fit (DBTD)")
@@ -127,6 +142,11 @@ section("4. The distribution of a dense activation gradient and its Gaussian fit
 z = np.random.default_rng(0).normal(0.0, 0.3, 100_000)
 print(f"N(0, 0.3^2) samples: sqrt(pi/2)*mean|g| = {math.sqrt(math.pi / 2) * np.abs(z).mean():.4f}, "
       f"sqrt(2/pi)*mean|g| = {math.sqrt(2 / math.pi) * np.abs(z).mean():.4f}  (true sigma 0.3)")
+# the estimator's relative standard error is sqrt(pi/2 - 1)/sqrt(n) = 0.24% for n = 1e5: 1% is 4 of them
+check_close("sqrt(pi/2) * mean|g| estimates sigma (within 1%)", 0.3, math.sqrt(math.pi / 2) * np.abs(z).mean(),
+            rtol=0.01, labels=("true sigma", "estimate"))
+check("the paper's printed factor sqrt(2/pi) does not (off by 2/pi = 36%)",
+      abs(math.sqrt(2 / math.pi) * np.abs(z).mean() / 0.3 - 2 / math.pi) < 0.01)
 LAYER = "conv3"
 rec = st.batch_records(LAYER, "grad_output")[-1]
 sigma_hat = math.sqrt(math.pi / 2) * rec["mean_abs"]
@@ -174,6 +194,8 @@ print(f"one more batch, raw {LAYER} dL/dy {cap.g[LAYER].shape}: mean {g.mean():.
       f"sigma_hat {s_raw:.3e}, density {np.count_nonzero(g) / g.size:.1%}")
 print(f"  where relu3 was ON  ({relu_on.mean():.0%} of values): median |g| {np.median(np.abs(g[relu_on])):.2e}")
 print(f"  where relu3 was OFF ({1 - relu_on.mean():.0%} of values): median |g| {np.median(np.abs(g[~relu_on])):.2e}")
+check("where relu3 was off, |dL/dy| of conv3 is far smaller (median < 1/10 of where it was on)",
+      np.median(np.abs(g[~relu_on])) < 0.1 * np.median(np.abs(g[relu_on])))
 print("Where the ReLU was off, relu's backward sent 0, and BatchNorm's backward only adds its small per-channel "
       "correction terms\n(-A*(mean(dy) + xhat*mean(dy*xhat))): 'dense', but half of the values are tiny. That "
       "is why the\ndistribution is far from one Gaussian (and a hint why pruning small values can cost little accuracy).")
@@ -227,6 +249,10 @@ for l in layers:
     _, norm = st.epoch_series(l, "weight", "norm")
     lars[l] = v
     print(f"{l:<7}" + "".join(f"{x:>10.1f}" for x in v) + f"{norm[-1]:>11.2f}")
+with_weights = {m.name for m in model.leaves() if "weight" in m.params}
+check(f"a LARS ratio per layer with weights and epoch ({len(layers)} layers x {EPOCHS} epochs), finite and > 1",
+      set(layers) == with_weights and all(len(v) == EPOCHS and np.all(np.isfinite(v)) and np.all(np.asarray(v) > 1)
+                               for v in lars.values()))
 
 fig = Figure(figsize=(16, 4.6), layout="constrained")
 ax1, ax3, ax2 = fig.subplots(1, 3, width_ratios=[1, 1, 1.1])
@@ -259,4 +285,7 @@ paths = plot_runs([str(run_dir)], out_dir=str(out_dir() / "04_run_plots"))
 for p in paths:
     print(f"  {p}")
 print("(the same as `minicnn plot RUN_DIR` on the command line)")
+check("plot_runs drew the run's figures, density and LARS among them",
+      {"curves.png", "density.png", "lars.png"} <= {p.rsplit("/", 1)[-1] for p in paths})
 print("\nDone. Next: lessons/05_writing_a_method.py")
+finish()

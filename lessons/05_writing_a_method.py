@@ -19,6 +19,9 @@ lesson
    accuracy;
 4. plots test accuracy against cumulative training energy for both runs.
 
+Each claim about the numbers is a ``check`` (``[ok]``/``[FAIL]``); the
+lesson exits non-zero if one fails.
+
 Figure: ``05_accuracy_vs_energy.png`` (and the library's comparison plots in
 ``05_plots/``) in the output folder.
 """
@@ -28,7 +31,7 @@ import shutil
 import numpy as np
 from matplotlib.figure import Figure
 
-from _lesson import QUICK, Timer, load_data, out_dir, save, section
+from _lesson import QUICK, Timer, check, check_equal, finish, load_data, out_dir, save, section
 from minicnn.cost import Ledger
 from minicnn.hooks import Hook, HookList
 from minicnn.losses import SoftmaxCrossEntropy
@@ -55,32 +58,46 @@ for name in vars(Hook):
 class Tracer(Hook):
     def __init__(self, layers):
         self.layers = layers
+        self.seen = []                # (hook point, layer) in the order they fired
+        self.dx_none = {}             # layer -> did its backward hand back no dx?
 
     def forward_output(self, layer, x, y):
         if layer.name in self.layers:
             print(f"    forward_output({layer.name}): x {x.shape} -> y {y.shape}")
+            self.seen.append(("forward_output", layer.name))
         return y                      # a transforming hook must return the (possibly changed) tensor
 
     def backward_output_grad(self, layer, dy):
         if layer.name in self.layers:
             print(f"    backward_output_grad({layer.name}): dL/dy {dy.shape}  <- a method could prune dy here")
+            self.seen.append(("backward_output_grad", layer.name))
         return dy
 
     def observe_backward(self, layer, dy, dx):
         if layer.name in self.layers:
             print(f"    observe_backward({layer.name}): dx {None if dx is None else dx.shape}, "
                   f"grads {[k for k, g in layer.grads.items() if g is not None]}")
+            self.seen.append(("observe_backward", layer.name))
+            self.dx_none[layer.name] = dx is None
 
 
 ds = load_data(N_TRAIN, N_TEST, seed=0)
 model = build("convnet-small", num_classes=ds.num_classes, seed=SEED)
-model.set_hooks(HookList([Tracer({"conv1", "bn1", "fc"})]))
+tracer = Tracer({"conv1", "bn1", "fc"})
+model.set_hooks(HookList([tracer]))
 loss_fn = SoftmaxCrossEntropy()
 x = (ds.train_x[:8].astype(np.float32) / 255 - 0.5) / 0.25
 print("  one forward and backward of 8 images, traced at conv1, bn1 and fc:")
 loss_fn(model.forward(x), ds.train_y[:8])
 model.backward(loss_fn.backward())
 print("  (conv1 computes no dx: nothing below it needs a gradient; see lesson 3)")
+order = [(h, l) for h, l in tracer.seen]
+want = [("forward_output", "conv1"), ("forward_output", "bn1"), ("forward_output", "fc"),
+        ("backward_output_grad", "fc"), ("observe_backward", "fc"), ("backward_output_grad", "bn1"),
+        ("observe_backward", "bn1"), ("backward_output_grad", "conv1"), ("observe_backward", "conv1")]
+check("the hooks fire in order: forward bottom-up, then backward top-down, each layer's dy before its dx",
+      order == want, " -> ".join(f"{h}({l})" for h, l in order))
+check("conv1 hands back no dx; bn1 and fc do", tracer.dx_none == {"conv1": True, "bn1": False, "fc": False})
 
 # ---------------------------------------------------------------------------------------------
 section("2. A method in a dozen lines")
@@ -113,6 +130,7 @@ print(inspect.cleandoc(FreezeAfter.__doc__))
 METHODS[FreezeAfter.name] = FreezeAfter
 method = build_methods(["freeze-after:after=1"])[0]
 print(f"built from a command-line spec: {method.describe()}")
+check("the spec builds a FreezeAfter with after=1", isinstance(method, FreezeAfter) and method.after == 1)
 
 # ---------------------------------------------------------------------------------------------
 section(f"3. Baseline vs method: convnet-small, {N_TRAIN} images, {EPOCHS} epochs, same seed")
@@ -139,6 +157,8 @@ for rb, rm in zip(base_tr.state.history, meth_tr.state.history):
     print(f"{rb['epoch']:<6}{rb['test_acc']:>19.1%}{rm['test_acc']:>23.1%}")
 same = base_tr.state.history[0]["train_loss"] == meth_tr.state.history[0]["train_loss"]
 print(f"epoch 1 is bit-identical in both runs (same seed, the method has not acted yet): {same}")
+check("epoch 1 is bit-identical in both runs (same seed, the method has not acted yet)",
+      same and base_tr.state.history[0]["test_loss"] == meth_tr.state.history[0]["test_loss"])
 
 print(f"\n{'':<22}{'baseline':>14}{'freeze-after':>14}")
 for label, key in (("training MACs", "macs"), ("bytes moved", "bytes"), ("energy (J)", "energy_j")):
@@ -149,16 +169,23 @@ print(f"{'best test accuracy':<22}{base['best_test_acc']:>14.1%}{meth['best_test
 print("savings of the method vs its own dense count (summary()['savings']): "
       + ", ".join(f"{k} {v:.1%}" for k, v in meth["savings"].items()))
 print("savings of the baseline (always zero): " + ", ".join(f"{k} {v:.1%}" for k, v in base["savings"].items()))
+check("the baseline saves nothing (savings 0 in every unit)", all(v == 0 for v in base["savings"].values()))
+check("the method saves MACs, bytes and energy", all(meth["savings"][k] > 0 for k in ("macs", "bytes", "energy")))
+check_equal("the method's dense MACs == the baseline's actual MACs", base["macs"]["total"], meth["dense_macs"]["total"],
+            labels=("baseline actual", "method dense"))
 # Where the savings come from, by phase:
 for ph in ("forward", "backward_input", "backward_weight", "update"):
     b, m = base["energy_j"][ph], meth["energy_j"][ph]
     print(f"  {ph:<16} energy: baseline {b:.4f} J, method {m:.4f} J ({1 - m / b:.0%} saved)")
+check("freezing leaves the forward work unchanged", base["macs"]["forward"] == meth["macs"]["forward"])
 # Check by hand: after epoch 1, each step skips conv1's dW, conv2's dW and dx and conv3's dx
 # (lesson 3). Those MACs per image are 884,736 + 2 * 9,437,184 + 4,718,592.
 skipped_per_image = 884_736 + 2 * 9_437_184 + 4_718_592
 images_frozen = N_TRAIN * (EPOCHS - 1)
 print(f"by hand: {skipped_per_image:,} MACs per image x {images_frozen} images = "
       f"{skipped_per_image * images_frozen:,}; ledger: {base['macs']['total'] - meth['macs']['total']:,}")
+check_equal("MACs saved: by hand == ledger (baseline - method)", skipped_per_image * images_frozen,
+            base["macs"]["total"] - meth["macs"]["total"])
 
 # ---------------------------------------------------------------------------------------------
 section("4. Accuracy vs cumulative energy")
@@ -202,4 +229,7 @@ paths = plot_runs([str(runs_root / "baseline"), str(runs_root / "freeze-after")]
 print("the library's comparison figures (`minicnn plot RUN_DIR RUN_DIR`):")
 for p in paths:
     print(f"  {p}")
+check("plot_runs drew the comparison figures", {"curves.png", "accuracy_vs_cost.png"}
+      <= {p.rsplit("/", 1)[-1] for p in paths})
 print("\nDone. That is the whole course: lessons 1-5.")
+finish()

@@ -10,11 +10,21 @@ installed package.
 * ``load_data(...)``   a class-balanced subset of real CIFAR-10 when it can be
                        found, else the built-in synthetic data (with a note);
 * ``QUICK``            True when ``MINICNN_LESSON_QUICK=1`` (the tests set it
-                       to shrink every run further).
+                       to shrink every run further);
+* ``check(name, ok, detail)``  prints ``[ok] name`` or ``[FAIL] name`` and
+                       records the outcome: every claim a lesson makes about
+                       the numbers it shows is such a check;
+* ``check_equal`` / ``check_close``  the same for "by hand vs library" figures;
+* ``finish()``         the last line of every lesson: prints
+                       ``CHECKS: <passed> passed, <failed> failed`` and exits
+                       with status 1 if any check failed (``tests/test_lessons.py``
+                       reads that line).
 """
 from __future__ import annotations
 
+import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -88,3 +98,44 @@ class Timer:
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self._t0
         return False
+
+
+# -- checks ---------------------------------------------------------------------------------------
+_passed: list[str] = []
+_failed: list[str] = []
+
+
+def check(name: str, ok, detail: str = "") -> bool:
+    """Record and print one verdict: ``[ok] name (detail)`` or ``[FAIL] name (detail)``. Returns ok."""
+    ok = bool(ok)
+    (_passed if ok else _failed).append(name)
+    print(f"  [{'ok' if ok else 'FAIL'}] {name}" + (f"  ({detail})" if detail else ""))
+    return ok
+
+
+def check_equal(name: str, by_hand, library, labels=("by hand", "minicnn")) -> bool:
+    """An exact "by hand vs library" comparison (integer counts)."""
+    fmt = (lambda v: f"{v:,}") if isinstance(by_hand, int) and isinstance(library, int) else repr
+    return check(name, by_hand == library, f"{labels[0]} {fmt(by_hand)}, {labels[1]} {fmt(library)}")
+
+
+def check_close(name: str, by_hand, library, rtol: float = 1e-9, atol: float = 0.0,
+                labels=("by hand", "minicnn")) -> bool:
+    """A floating-point comparison: |by_hand - library| <= atol + rtol * |by_hand| (element-wise)."""
+    import numpy as np
+    a, b = np.asarray(by_hand, dtype=float), np.asarray(library, dtype=float)
+    ok = a.shape == b.shape and bool(np.all(np.abs(a - b) <= atol + rtol * np.abs(a)))
+    if a.size == 1:
+        detail = f"{labels[0]} {float(a.ravel()[0]):.6g}, {labels[1]} {float(b.ravel()[0]):.6g}"
+    else:
+        detail = f"max |difference| {float(np.max(np.abs(a - b))) if a.shape == b.shape else math.inf:.2e}"
+    return check(name, ok, detail + f"; tolerance {atol:g} + {rtol:g} x |value|")
+
+
+def finish() -> None:
+    """Print ``CHECKS: p passed, f failed`` (the lesson's last line); exit 1 if any check failed."""
+    if _failed:
+        print(f"\nfailed checks: {'; '.join(_failed)}")
+    print(f"CHECKS: {len(_passed)} passed, {len(_failed)} failed", flush=True)
+    if _failed:
+        sys.exit(1)

@@ -118,7 +118,7 @@ def _parser():
                         "MultiStepLR; without it, step decays every third of the run)")
     t.add_argument("--gamma", type=_positive_float, default=0.1, help="lr decay factor of the step schedule")
     t.add_argument("--augment", default="none", help="comma-separated: flip,crop, or none")
-    t.add_argument("--width", type=_positive_float, default=None, help="channel multiplier for alexnet-cifar/vgg11-cifar")
+    t.add_argument("--width", type=_positive_float, default=None, help="channel multiplier for alexnet-cifar/alexnet-ye/vgg11-cifar")
     t.add_argument("--train-images", type=_positive_int, default=None, help="train on a class-balanced subset")
     t.add_argument("--val-images", type=_nonneg_int, default=0,
                    help="carve a class-balanced validation set of N training images; methods that decide "
@@ -164,6 +164,7 @@ def _parser():
     b.add_argument("--models", default="convnet-small,resnet20")
     b.add_argument("--batch-size", type=_positive_int, default=128)
     b.add_argument("--steps", type=_positive_int, default=10)
+    _sweep_parsers(sub)
     return p
 
 
@@ -342,12 +343,85 @@ def cmd_bench(a):
     return 0
 
 
+# -- sweeps: minicnn sweep / report / reproduce (the engine is minicnn.sweep) --------------
+
+def _sweep_parsers(sub):
+    def run_flags(q):
+        q.add_argument("--workers", type=_positive_int, default=None,
+                       help="local worker processes (default: cores // MINICNN_NUM_THREADS)")
+        q.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on a Dask cluster, e.g. tcp://host:8786 (pip install \"minicnn[dask]\")")
+        q.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    plain = {"formatter_class": argparse.HelpFormatter}    # the help texts say their defaults
+    s = sub.add_parser("sweep", **plain, help="run a grid of training runs from a TOML spec (resumable)")
+    s.add_argument("spec", help="the spec file (TOML: [train] and [grid]; see minicnn.sweep.spec)")
+    s.add_argument("--out", required=True, help="sweep directory (DIR/sweep.json, DIR/runs/<id>/)")
+    run_flags(s)
+    s.add_argument("--dry-run", action="store_true", help="list the runs and what would be done; run nothing")
+
+    r = sub.add_parser("report", **plain, help="tables and plots of a sweep, beside the papers' claims")
+    r.add_argument("sweep_dir")
+    r.add_argument("--out", default=None, help="output directory (default SWEEP_DIR/report)")
+
+    from .sweep.presets import PRESETS
+    rp = sub.add_parser("reproduce", **plain, help="run a paper's preset sweep on the CIFAR-10 slice, then its report")
+    rp.add_argument("name", choices=(*PRESETS, "all"))
+    rp.add_argument("--data-dir", default=None, help="CIFAR-10 directory (default: $MINICNN_CIFAR10, "
+                    "../shared/data/cifar-10-batches-py or data/cifar-10-batches-py)")
+    rp.add_argument("--out", default=None, help="sweep directory (default runs/reproduce-NAME)")
+    run_flags(rp)
+    rp.add_argument("--dry-run", action="store_true", help="list the runs; run nothing")
+
+
+def cmd_sweep(a):
+    from .sweep import exit_code, load_spec, run_sweep
+    doc = run_sweep(load_spec(a.spec), a.out, workers=a.workers, scheduler=a.scheduler,
+                    dry_run=a.dry_run, progress=not a.no_progress)
+    return 0 if a.dry_run else _sweep_exit(doc, a.out, exit_code(doc))
+
+
+def _sweep_exit(doc, out, code):
+    if code == 1:
+        failed = [r for r in doc["runs"] if r["status"] == "failed"]
+        print(f"minicnn: error: {len(failed)} of {len(doc['runs'])} runs failed (first: {failed[0]['id']}: "
+              f"{failed[0]['error']}); see {out}/sweep.json", file=sys.stderr)
+    elif code == 130:
+        print(f"minicnn: interrupted; run the same command again to continue the sweep", file=sys.stderr)
+    return code
+
+
+def cmd_report(a):
+    from .sweep import write_report
+    for path in write_report(a.sweep_dir, a.out):
+        print(path)
+    return 0
+
+
+def cmd_reproduce(a):
+    from .sweep import exit_code, reproduce
+    doc, out, reports = reproduce(a.name, data_dir=a.data_dir, out=a.out, workers=a.workers,
+                                  scheduler=a.scheduler, dry_run=a.dry_run, progress=not a.no_progress)
+    for path in reports:
+        print(path)
+    return 0 if a.dry_run else _sweep_exit(doc, out, exit_code(doc))
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "cost": cmd_cost, "plot": cmd_plot,
-            "inspect": cmd_inspect, "bench": cmd_bench}
+            "inspect": cmd_inspect, "bench": cmd_bench,
+            "sweep": cmd_sweep, "report": cmd_report, "reproduce": cmd_reproduce}
 
 
-def _sigterm(signum, frame):
+def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def _stop_handler(signum, frame):
+    """First Ctrl-C / SIGTERM: stop training cleanly at the next batch; a second one: stop now."""
+    from .training.trainer import STOP_REQUESTED
+    if STOP_REQUESTED.is_set():
+        raise KeyboardInterrupt
+    STOP_REQUESTED.set()
 
 
 def main(argv=None) -> int:
@@ -357,7 +431,11 @@ def main(argv=None) -> int:
     from .layers import ShapeError
     from .training.runfiles import RunDirError
     debug = getattr(args, "debug", False)
-    old = signal.signal(signal.SIGTERM, _sigterm)   # a killed sweep ends its runs like Ctrl-C
+    # Ctrl-C and SIGTERM (a sweep ending its runs) both stop a run cleanly, even when this
+    # process was started with SIGINT ignored (as background jobs of a shell are)
+    handler = _stop_handler if args.command == "train" else _raise_interrupt
+    old = signal.signal(signal.SIGTERM, handler)
+    old_int = signal.signal(signal.SIGINT, handler)
     try:
         return COMMANDS[args.command](args)
     except (UserError, DataError, ShapeError, RunDirError, ValueError, KeyError, OSError) as e:
@@ -380,6 +458,7 @@ def main(argv=None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -102,7 +102,7 @@ def test_same_seed_same_numbers(tmp_path):
         r = run("train", "--epochs", "1", "--no-progress", "--seed", "3", "--out", str(tmp_path / f"r{k}"))
         assert r.returncode == 0, r.stderr
         m = json.loads(open(tmp_path / f"r{k}" / "metrics.jsonl").readline())
-        outs.append({k2: v for k2, v in m.items() if k2 != "wall_time_s"})
+        outs.append({k2: v for k2, v in m.items() if k2 not in ("wall_time_s", "train_time_s")})
     assert outs[0] == outs[1]
     w0 = np.load(tmp_path / "r0" / "model.npz")
     w1 = np.load(tmp_path / "r1" / "model.npz")
@@ -127,6 +127,11 @@ def test_stats_plot_inspect_on_a_cifar_run(tmp_path):
     assert i.returncode == 0 and "layer1.0.conv1" in i.stdout
     i = run("inspect", str(out), "--layer", "nosuch")
     assert i.returncode == 1 and "nosuch" in i.stderr
+    # evaluate without --dataset uses the dataset the checkpoint records (cifar10), not synthetic data
+    e = run("evaluate", "--checkpoint", str(out / "model.npz"), "--data-dir", CIFAR10, "--json")
+    assert e.returncode == 0, e.stderr
+    assert json.loads(e.stdout)["images"] == 1017 and abs(json.loads(e.stdout)["accuracy"] -
+                                                          summary["final_test_acc"]) < 1e-12
 
 
 @needs_cifar

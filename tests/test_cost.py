@@ -102,8 +102,7 @@ def test_batchnorm_train_eval_and_frozen():
     m = model()
     led = Ledger(m)
     m.set_hooks(HookList([led]))
-    m.eval()
-    led.set_mode("eval")
+    m.eval()                         # the ledger reads layer.training: no mode to set
     m.forward(np.ones((3, 1, 2, 2), np.float32))
     bn = led.per_layer()["bn"]
     check(bn["eval"], 0, 2 * 24 + 6 * 2, 4 * (24 + 2 + 2 + 24) + 4 * 2 * 2)
@@ -251,11 +250,9 @@ def test_eval_counted_apart_and_not_in_total():
     led.add_dense_step(4, (3, 8, 8))
     step(model, led, x)
     before = led.totals()
-    model.eval()
-    led.set_mode("eval")
+    model.eval()                     # evaluation is what layer.training says, nothing else
     model.forward(x)
     model.forward(x[:2])
-    led.set_mode("train")
     model.train()
     after = led.totals()
     assert after["total"] == before["total"] and after["forward"] == before["forward"]
@@ -263,8 +260,6 @@ def test_eval_counted_apart_and_not_in_total():
     assert after["eval"].ops < 6 / 4 * before["forward"].ops       # BN is cheaper in eval mode
     assert led.dense_totals()["eval"] == after["eval"]               # dense eval = actual eval
     assert led.summary()["savings"]["macs"] == 0.0
-    with pytest.raises(ValueError, match="mode"):
-        led.set_mode("test")
 
 
 def test_savings_when_batches_are_dropped():

@@ -22,7 +22,6 @@ from minicnn.data.prepare import ARCHIVES, ENV_MD5, ENV_URL, fetch_cifar, make_s
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / 'data_scripts'
-PYTHON = '/work/venv/bin/python' if Path('/work/venv/bin/python').exists() else sys.executable
 SHARED = (ROOT / '..' / 'shared' / 'data').resolve()
 needs_shared = pytest.mark.skipif(not (SHARED / 'cifar-10-batches-py').is_dir(), reason='no ../shared/data slice')
 
@@ -31,8 +30,10 @@ def run(script, *args, env=None):
     e = dict(os.environ)
     e.pop(ENV_MD5, None)
     e.pop(ENV_URL, None)
+    # the scripts must import the minicnn of THIS checkout (not another one installed in the venv)
+    e['PYTHONPATH'] = os.pathsep.join([str(ROOT), *filter(None, [e.get('PYTHONPATH')])])
     e.update(env or {})
-    return subprocess.run([PYTHON, str(SCRIPTS / script), *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, str(SCRIPTS / script), *map(str, args)], capture_output=True, text=True,
                           env=e, timeout=120)
 
 

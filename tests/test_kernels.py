@@ -219,17 +219,31 @@ def test_gemm_thread_slices_cover_the_batch_in_order():
     np.testing.assert_allclose(gemm.matmul_batched_sum_bt(d, b), np.einsum("nml,nkl->mk", d, b))
 
 
-def test_conv_numbers_do_not_depend_on_the_thread_count(rng):
-    """Chunks are independent and dW is summed in chunk order: 1 thread == all threads, bitwise."""
+def _two_threads_or_skip(gemm):
+    if gemm.configure_threads(2) != 2:
+        pytest.skip("numba has only one thread here: nothing to compare")
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0)],
+                         ids=["3x3", "3x3-s2", "1x1-pointwise", "1x1-s2"])
+def test_conv_numbers_do_not_depend_on_the_thread_count(kernel, stride, padding, rng):
+    """1 thread == 2 threads, bitwise, for y, dx and dW (dW is a sum over the batch: the order matters).
+
+    The im2col path sums dW over chunks sized by the shapes; the pointwise
+    (1x1 stride-1) path over chunks of ``gemm.SUM_CHUNK_BYTES``, also sized by
+    the shapes. Both add the chunk sums in chunk order, whatever thread made them.
+    Always compares 1 with 2 threads (whatever MINICNN_NUM_THREADS says).
+    """
     from minicnn.kernels import gemm
-    conv = Conv2d(8, 16, 3, padding=1, rng=rng)
-    x = rng.standard_normal((64, 8, 16, 16)).astype(np.float32)
-    dy = rng.standard_normal((64, 16, 16, 16)).astype(np.float32)
+    conv = Conv2d(8, 16, kernel, stride=stride, padding=padding, rng=rng)
+    x = rng.standard_normal((67, 8, 16, 16)).astype(np.float32)    # 67: chunks of unequal size
+    dy = rng.standard_normal(conv.output_shape(x.shape)).astype(np.float32)
     before = gemm._threads
     results = []
     try:
-        for n in (1, before):
-            gemm.configure_threads(n)
+        _two_threads_or_skip(gemm)
+        for n in (1, 2):
+            assert gemm.configure_threads(n) == n
             y = conv.forward(x)
             dx = conv.backward(dy)
             results.append((y, dx, conv.grads["weight"].copy()))
@@ -237,3 +251,25 @@ def test_conv_numbers_do_not_depend_on_the_thread_count(rng):
         gemm.configure_threads(before)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 30], ids=["1-sample", "a-few-samples", "one-chunk"])
+def test_batched_sum_is_the_same_for_any_thread_count(chunk_bytes, monkeypatch):
+    """matmul_batched_sum_bt: equal to the float64 einsum, and bitwise equal on 1 and 2 threads."""
+    from minicnn.kernels import gemm
+    monkeypatch.setattr(gemm, "SUM_CHUNK_BYTES", chunk_bytes)
+    r = np.random.default_rng(3)
+    a = r.standard_normal((37, 6, 20)).astype(np.float32)
+    b = r.standard_normal((37, 5, 20)).astype(np.float32)
+    before = gemm._threads
+    try:
+        _two_threads_or_skip(gemm)
+        got = []
+        for n in (1, 2):
+            gemm.configure_threads(n)
+            got.append(gemm.matmul_batched_sum_bt(a, b))
+    finally:
+        gemm.configure_threads(before)
+    np.testing.assert_array_equal(got[0], got[1])
+    np.testing.assert_allclose(got[0], np.einsum("nml,nkl->mk", a.astype(np.float64), b.astype(np.float64)),
+                               rtol=1e-4, atol=1e-4)

@@ -152,3 +152,29 @@ def test_checkpoint_round_trip(tmp_path):
     m2, meta, mean, std = load_checkpoint(str(tmp_path / "model.npz"))
     assert meta["arch"] == "resnet8"
     np.testing.assert_array_equal(m2.eval().forward(x), want)
+
+
+@pytest.mark.parametrize("depth", [8, 14, 20, 38, 56, 74, 110])
+def test_resnet_family_by_name(depth):
+    """resnet{6n+2}: 3 stages of n blocks, 6n+2 layers with weights (convs + fc, shortcuts aside)."""
+    from minicnn.layers import BasicBlock as BB
+    name = f"resnet{depth}"
+    assert name in MODELS
+    m = build(name)
+    blocks = [l for l in m.modules() if isinstance(l, BB)]
+    n = (depth - 2) // 6
+    assert len(blocks) == 3 * n and m.arch == name
+    weighted = [q for q, l, p in m.named_parameters() if p == "weight" and isinstance(l, (Conv2d, Linear))
+                and "shortcut" not in q]
+    assert len(weighted) == depth
+    assert [b.projection for b in blocks] == [False] * n + ([True] + [False] * (n - 1)) * 2
+    assert m.output_shape((2, 3, 32, 32)) == (2, 10)
+
+
+@pytest.mark.parametrize("name", ["resnet21", "resnet2", "resnet0", "resnet", "resnet08", "resnet-4"])
+def test_not_a_resnet_depth(name):
+    assert name not in MODELS
+    with pytest.raises(ValueError, match="unknown model"):
+        build(name)
+    with pytest.raises(KeyError):
+        MODELS[name]

@@ -46,6 +46,22 @@ see each layer's docstring)::
     GlobalAvgPool2d fwd    --     1 per input element; dx: 1 per output (scale; then broadcast)
     Flatten                --     none, and no bytes (a view)
     residual add (BasicBlock): fwd 1 per added element; dx = dx_main + dx_shortcut 1 per element
+    LSTMCell (one step; N batch, I input, H hidden; a sigmoid or tanh counts 4 ops:
+            exp, add, divide, select)
+            fwd    N*4H*(I+H)                        36 per N*H: a = two GEMMs + two biases 12,
+                                                     3 sigmoids + 1 tanh 16, c' = f*c + i*g 3,
+                                                     tanh(c') 4, h' = o*tanh(c') 1
+            step   N*4H*H (dh_prev)                  23 per N*H: carried dh 1, dc 5, da 16, dc_prev 1
+            dx     N*4H*I                            --
+            dW_ih  N*4H*I    dW_hh N*4H*H            db_ih: sum of da 4*N*H; db_hh: a copy of it, 0
+    GateHead (p = sigmoid(x w + b), x (N, I))
+            fwd    N*I                               5 per sample (bias 1, sigmoid 4)
+            dz     --                                3 per sample (dz = dp*p*(1-p))
+            dx, dW N*I each                          db: N
+
+"step" and "dz" are computed once per backward whatever is asked for: they
+are charged to backward_input when dL/dx is computed, else to the first
+parameter gradient computed (as BatchNorm's reduction pass below).
     update (SGD)           --     per element: p -= lr*g 2, each state tensor 2, weight decay 2
 
 BatchNorm's reduction pass is charged once, to the first of backward_weight
@@ -71,6 +87,12 @@ role (optimizer state, BatchNorm statistics) at 4 bytes; MaxPool's argmax
     MaxPool2d     fwd   R x; W y, argmax         dx  R dy, argmax; W dx
     AvgPool2d, GlobalAvgPool2d: fwd R x; W y     dx  R dy; W dx
     residual add  fwd   R h, s; W h+s            dx  R dx_main, dx_shortcut; W dx
+    LSTMCell      fwd   R x, h, c, W_ih, W_hh, b_ih, b_hh; W h', c' and the cache (i, f, g, o, tanh c': 5NH)
+                  step  R dh', carried dh and dc, the cache, c, W_hh; W dh_prev, dc_prev
+                  dx    R da (4NH), W_ih; W dx     dW_ih R da, x; W dW_ih   dW_hh R da, h; W dW_hh
+                  db    R da; W db_ih, db_hh
+    GateHead      fwd   R x, w, b; W p           dz  R dp, p; W dz
+                  dx    R dz, w; W dx            dW  R dz, x; W dW       db R dz; W db
     update              R+W param (fp32), R grad, R+W each state tensor (fp32)
 
 Adding a layer type: subclass :class:`Rule` and decorate it with
@@ -306,6 +328,99 @@ class ResidualAddRule(Rule):
 
     def backward_input(self, m, layer, w):
         return m.counts(ops=w.dx.size, op_fmt=m.fmt("grad_input"), moved=[("grad_input", w.dx)] * 3)
+
+
+# --------------------------------------------------------------------------------------------
+# the gate network of SLU (minicnn.layers.recurrent): applied once per gated block, weights
+# shared across those steps; the ledger counts each step's forward and backward
+
+def _once_owner(w: Work, params: tuple) -> str | None:
+    """Who pays the work a backward does whatever is asked: 'input' when dL/dx is computed,
+    else the first of ``params`` whose gradient is, else nobody."""
+    if w.dx is not None:
+        return "input"
+    return next((p for p in params if p in w.grads), None)
+
+
+@register("LSTMCell")
+class LSTMCellRule(Rule):
+    """One step of torch.nn.LSTMCell (see the table above)."""
+
+    def forward(self, m, layer, w):
+        (N, I), H = w.x.shape, layer.hidden_size
+        nh, g4 = Tensor((N, H)), Tensor((N, 4 * H))
+        return m.counts(macs=N * 4 * H * (I + H), mac_fmt=wider(m.fmt("input"), m.fmt("weight")),
+                        ops=36 * N * H, op_fmt=m.fmt("output"),
+                        moved=[("input", w.x), (None, nh), (None, nh)]
+                        + [("weight", _param(layer, p)) for p in ("weight_ih", "weight_hh")]
+                        + [("bias", _param(layer, p)) for p in ("bias_ih", "bias_hh")]
+                        + [("output", w.y), (None, nh), (None, g4), (None, nh)])
+
+    def _step(self, m, layer, w, role) -> Counts:
+        N, H = w.y.shape
+        nh = Tensor((N, H))
+        return m.counts(macs=N * 4 * H * H, mac_fmt=wider(m.fmt("grad_output"), m.fmt("weight")),
+                        ops=23 * N * H, op_fmt=m.fmt(role),
+                        moved=[("grad_output", w.dy), (None, nh), (None, nh), (None, Tensor((N, 4 * H))),
+                               (None, nh), (None, nh), ("weight", _param(layer, "weight_hh")), (None, nh),
+                               (None, nh)])
+
+    def backward_input(self, m, layer, w):
+        N, H = w.y.shape
+        cost = m.counts(macs=N * 4 * H * layer.input_size, mac_fmt=wider(m.fmt("grad_output"), m.fmt("weight")),
+                        moved=[(None, Tensor((N, 4 * H))), ("weight", _param(layer, "weight_ih")),
+                               ("grad_input", w.dx)])
+        return cost + self._step(m, layer, w, "grad_input")
+
+    def backward_weight(self, m, layer, w, param):
+        N, H = w.y.shape
+        da = Tensor((N, 4 * H))
+        if param == "weight_ih":
+            cost = m.counts(macs=N * 4 * H * layer.input_size, mac_fmt=wider(m.fmt("grad_output"), m.fmt("input")),
+                            moved=[(None, da), ("input", w.x), ("grad_weight", _param(layer, param))])
+        elif param == "weight_hh":
+            cost = m.counts(macs=N * 4 * H * H, mac_fmt=m.fmt("grad_output"),
+                            moved=[(None, da), (None, Tensor((N, H))), ("grad_weight", _param(layer, param))])
+        elif param == "bias_ih":
+            cost = m.counts(ops=N * 4 * H, op_fmt=m.fmt("grad_bias"),
+                            moved=[(None, da), ("grad_bias", _param(layer, param))])
+        else:                                                      # bias_hh: the same sum, copied
+            cost = m.counts(moved=[("grad_bias", _param(layer, param))])
+        if _once_owner(w, ("weight_ih", "weight_hh", "bias_ih", "bias_hh")) == param:
+            cost += self._step(m, layer, w, "grad_weight")
+        return cost
+
+
+@register("GateHead")
+class GateHeadRule(Rule):
+    """p = sigmoid(x w + b), one value per sample."""
+
+    def forward(self, m, layer, w):
+        N, I = w.x.shape
+        return m.counts(macs=N * I, mac_fmt=wider(m.fmt("input"), m.fmt("weight")), ops=5 * N,
+                        op_fmt=m.fmt("output"),
+                        moved=[("input", w.x), ("weight", _param(layer, "weight")), ("bias", _param(layer, "bias")),
+                               ("output", w.y)])
+
+    def _dz(self, m, w, role) -> Counts:
+        return m.counts(ops=3 * w.y.size, op_fmt=m.fmt(role),
+                        moved=[("grad_output", w.dy), ("output", w.y), (None, w.y)])
+
+    def backward_input(self, m, layer, w):
+        return m.counts(macs=w.x.size, mac_fmt=wider(m.fmt("grad_output"), m.fmt("weight")),
+                        moved=[(None, w.y), ("weight", _param(layer, "weight")), ("grad_input", w.dx)]) \
+            + self._dz(m, w, "grad_input")
+
+    def backward_weight(self, m, layer, w, param):
+        if param == "weight":
+            cost = m.counts(macs=w.x.size, mac_fmt=wider(m.fmt("grad_output"), m.fmt("input")),
+                            moved=[(None, w.y), ("input", w.x), ("grad_weight", _param(layer, "weight"))])
+        else:
+            cost = m.counts(ops=w.y.size, op_fmt=m.fmt("grad_bias"),
+                            moved=[(None, w.y), ("grad_bias", _param(layer, "bias"))])
+        if _once_owner(w, ("weight", "bias")) == param:
+            cost += self._dz(m, w, "grad_weight")
+        return cost
 
 
 def residual_rows(block, n: int) -> int:

@@ -25,8 +25,6 @@ one at a time); do not run two convolutions concurrently from your own threads.
 """
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 from . import gemm
@@ -58,26 +56,6 @@ def release_scratch() -> None:
     _scratch.clear()
 
 
-def _for_chunks(N: int, b: int, fn) -> None:
-    """Call fn(slot, k, start, stop) for every chunk k of b samples, on all threads.
-
-    Dynamic schedule: each thread takes the next chunk when it is free, so a
-    thread the OS delays (a shared machine) does fewer chunks instead of
-    holding up the others. ``slot`` identifies the thread (its scratch buffer).
-    """
-    nchunks = -(-N // b)
-    counter = itertools.count()  # next() on it is atomic under the GIL
-
-    def worker(slot):
-        while True:
-            k = next(counter)
-            if k >= nchunks:
-                return
-            fn(slot, k, k * b, min(N, (k + 1) * b))
-
-    gemm.run_on_threads(worker, nchunks)
-
-
 def conv2d_forward(x, w2, geometry, y):
     """y (N, O, L) = W2 @ im2col(x) for x (N, C, H, W), W2 (O, K); geometry = (kh, kw, sh, sw, ph, pw)."""
     kh, kw, sh, sw, ph, pw = geometry
@@ -89,7 +67,7 @@ def conv2d_forward(x, w2, geometry, y):
         cols = im2col_nogil(x[s:e], kh, kw, sh, sw, ph, pw, _buffer(slot, (e - s, K, L), y.dtype))
         np.matmul(w2, cols, out=y[s:e])
 
-    _for_chunks(N, b, chunk)
+    gemm.for_chunks(N, b, chunk)
     return y
 
 
@@ -118,7 +96,7 @@ def conv2d_backward(x, w2, geometry, dy, want_dw: bool, dx):
         if dx is not None:
             col2im_nogil(np.matmul(w2t, g, out=cols), kh, kw, sh, sw, ph, pw, dx[s:e])
 
-    _for_chunks(N, b, chunk)
+    gemm.for_chunks(N, b, chunk)
     if not want_dw:
         return None
     total = partial[0]

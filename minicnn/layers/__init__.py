@@ -11,6 +11,8 @@ from .pooling import MaxPool2d, AvgPool2d, GlobalAvgPool2d
 from .linear import Linear, Flatten
 from .container import Container, Sequential
 from .residual import BasicBlock
+from .recurrent import GateHead, LSTMCell
 
 __all__ = ["Layer", "ShapeError", "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "AvgPool2d",
-           "GlobalAvgPool2d", "Linear", "Flatten", "Container", "Sequential", "BasicBlock"]
+           "GlobalAvgPool2d", "Linear", "Flatten", "Container", "Sequential", "BasicBlock",
+           "LSTMCell", "GateHead"]

@@ -22,6 +22,13 @@ unpadded conv needs no im2col at all: its columns are x itself.
 The GEMMs are NumPy's BLAS (``np.matmul``, one batched call per chunk) in the
 layer dtype; the batch is split over threads by ``minicnn.kernels.gemm``
 (BLAS itself single-threaded).
+
+Sparse output gradients: when ``sparse_backward_below`` is > 0 (a method
+that makes dy sparse sets it, e.g. ``gradprune``) and dy's density is below
+it, backward takes the numba path of :mod:`minicnn.kernels.sparse_conv`,
+which touches only dy's non-zeros, instead of im2col + GEMM. Same results
+up to summation order; which is faster depends on the density
+(``benchmarks/bench_sparse_conv.py``). Default 0: never (no density pass).
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ import numpy as np
 from ..kernels.conv2d import conv2d_backward, conv2d_forward
 from ..kernels.gemm import matmul_batched, matmul_batched_sum_bt
 from ..kernels.im2col import conv_output_size
+from ..kernels.sparse_conv import sparse_conv2d_backward
 from ._leaf import as_grad, as_input, check_shape, need_cache, pair, positive_int, uniform_init
 from .base import Layer, ShapeError
 
@@ -49,6 +57,9 @@ class Conv2d(Layer):
     Init (PyTorch's default, kaiming_uniform with a=sqrt(5)): weight and bias
     ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = in_channels*kh*kw.
     """
+
+    #: take the sparse-dy backward when dy's density is below this (0: never; see the module docstring)
+    sparse_backward_below = 0.0
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  dtype=np.float32, rng=None):
@@ -112,7 +123,10 @@ class Conv2d(Layer):
         if self.wants_grad("bias"):
             self.grads["bias"] = dy3.sum(axis=2).sum(axis=0)
         dx = None
-        if self._is_pointwise():
+        if self.sparse_backward_below > 0 and np.count_nonzero(dy3) < self.sparse_backward_below * dy3.size:
+            dw, dx = sparse_conv2d_backward(x, self.params["weight"], dy, self.stride, self.padding,
+                                            want_dw=want_w, want_dx=self.needs_input_grad)
+        elif self._is_pointwise():
             cols = x.reshape(N, x.shape[1], Ho * Wo)
             dw = matmul_batched_sum_bt(dy3, cols) if want_w else None
             if self.needs_input_grad:

@@ -13,11 +13,34 @@ Backward, reading the picture from right to left::
     d_sum  = relu_out.backward(dy)               # gradient at the (+)
     dx     = main.backward(d_sum) + shortcut.backward(d_sum)
 
-SLU (E2-Train §3.2) skips the residual branch for some samples: the block
-asks the hook point ``block_gate(block, x)`` for a boolean mask over the
-batch; samples whose mask is False go through the shortcut only (y = relu(x)
-with an identity shortcut), and the residual branch runs, forward and
-backward, on the kept samples alone: skipped work is really not done.
+SLU (E2-Train §3.2) and stochastic depth skip the residual branch for some
+samples: the block asks the hook point ``block_gate(block, x)`` for a
+boolean mask over the batch; samples whose mask is False go through the
+shortcut only, and the residual branch runs, forward and backward, on the
+kept samples alone (gather the kept rows, run the branch, scatter-add its
+output into the shortcut's): skipped work is really not done::
+
+    s = shortcut(x)                      all N samples (identity, or the projection)
+    s[m] += main(x[m])                   the kept samples only
+    y = relu_out(s)
+
+A skipped sample gives y = relu(x) with an identity shortcut (= x when x
+comes out of a ReLU) and y = relu(bn(conv1x1(x))) with a projection: the
+projection runs on every sample, as the official E2-Train code does (it
+gates projection blocks too and feeds a skipped sample the downsampled
+input; it applies no ReLU to it, minicnn keeps the block's relu_out).
+
+After each forward the block publishes which samples ran its residual
+branch: ``executed_mask`` is None when all of them did, else a bool array
+over the batch, and ``executed_count`` is how many did (the ledger counts
+the residual add over those rows).
+
+BatchNorm inside a gated branch normalizes over the kept samples only (its
+batch statistics, and the running statistics it updates, come from x[m]):
+gather/scatter execution equals running the block on the kept sub-batch,
+not masking the output of a block run on the whole batch (the official
+code's "compute all, mask after", where BN sees every sample). In eval
+mode (running statistics) the two are the same. See tests/test_residual.py.
 """
 from __future__ import annotations
 
@@ -49,6 +72,8 @@ class BasicBlock(Container):
             self.shortcut_conv = Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, dtype=dtype, rng=rng)
             self.shortcut_bn = BatchNorm2d(out_channels, dtype=dtype)
         self.relu_out = ReLU(dtype=dtype)
+        self.executed_mask: np.ndarray | None = None   # which samples ran the residual branch (None: all)
+        self.executed_count = 0                        # how many did, in the last forward
         self._name_children()
 
     # the residual branch and the shortcut branch, each a chain of layers
@@ -73,11 +98,13 @@ class BasicBlock(Container):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ShapeError(f"{self.name}: expected input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
         mask = self.hooks.block_gate(self, x)
-        if mask is not None and self.projection:
-            raise ValueError(f"{self.name}: a block with a projection shortcut cannot be skipped per sample")
-        self._mask = None if mask is None or mask.all() else np.asarray(mask, dtype=bool)
-        #: published for observers (the ledger): which samples ran the residual branch (None = all)
-        self.executed_mask = self._mask
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != (x.shape[0],):
+                raise ShapeError(f"{self.name}: block_gate gave a mask of shape {mask.shape}, "
+                                 f"expected ({x.shape[0]},)")
+        self.executed_mask = None if mask is None or mask.all() else mask
+        self.executed_count = x.shape[0] if self.executed_mask is None else int(mask.sum())
 
         # shortcut branch
         s = x
@@ -85,18 +112,16 @@ class BasicBlock(Container):
             s = self._forward_child(layer, s)
 
         # residual branch, on the kept samples only when gated
-        h = x if self._mask is None else x[self._mask]
-        if h.shape[0] > 0:
+        kept = self.executed_mask
+        if self.executed_count > 0:
+            h = x if kept is None else x[kept]
             for layer in self.main_branch():
                 h = self._forward_child(layer, h)
-            if self._mask is None:
+            if kept is None:
                 s = s + h
             else:
                 s = s.copy()
-                s[self._mask] += h
-        self._ran_main = h.shape[0] > 0
-        #: how many samples ran the residual branch (and its add) in the last forward
-        self.executed_count = int(h.shape[0])
+                s[kept] += h
         # (the add is counted by the ledger when the parent container reports this block)
         return self._forward_child(self.relu_out, s)
 
@@ -104,9 +129,10 @@ class BasicBlock(Container):
         need_dx = self.needs_input_grad
         d_sum = self._backward_child(self.relu_out, dy)
 
+        kept = self.executed_mask
         dx_main = None
-        if self._ran_main:
-            d_main = d_sum if self._mask is None else d_sum[self._mask]
+        if self.executed_count > 0:
+            d_main = d_sum if kept is None else d_sum[kept]
             dx_main = self._backward_chain(self.main_branch(), d_main, need_dx)
         if self.projection:
             dx = self._backward_chain(self.shortcut_branch(), d_sum, need_dx)
@@ -115,11 +141,11 @@ class BasicBlock(Container):
         if not need_dx:
             return None
         if dx_main is not None:
-            if self._mask is None:
+            if kept is None:
                 dx = dx + dx_main
             else:
                 dx = dx.copy()
-                dx[self._mask] += dx_main
+                dx[kept] += dx_main
         return dx
 
     def extra_repr(self):

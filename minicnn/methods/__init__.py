@@ -17,6 +17,9 @@ import math
 from .base import METHODS, Combination, Method, parse_method_spec, register_method
 from . import freeze  # noqa: F401  (registers "freeze")
 from . import lars_skip, smd, wus  # noqa: F401  (register "lars-skip", "smd", "wus", "wus-lr")
+from . import slu, stochastic_depth, e2train  # noqa: F401  (register "slu", "stochastic-depth", "e2train")
+from . import gradprune  # noqa: F401  (registers "gradprune")
+from . import psg  # noqa: F401  (registers "psg", "fixed8", "signsgd")
 from .freeze import Freeze
 
 

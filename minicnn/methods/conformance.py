@@ -107,6 +107,7 @@ def _metrics(run_dir):
         rows = [json.loads(line) for line in f]
     for r in rows:
         r.pop("wall_time_s", None)
+        r.pop("train_time_s", None)
     return rows
 
 

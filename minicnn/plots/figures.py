@@ -144,10 +144,11 @@ def plot_cost_breakdown(run: Run, path: str):
         if dense and np.any(dtot > left * (1 + 1e-9)):
             ax.barh(y, dtot, fill=False, edgecolor="k", lw=0.8, height=0.75, label="dense cost (no method)")
         total = left.sum()
-        if total > 0 and len(keep) <= 40:  # each layer's share of the run's training cost
+        if total > 0:  # each layer's share of the run's training cost (rows are 0.26 in high: room at any count)
             for yi, v, d in zip(y, left, np.maximum(dtot, left)):
                 if v > 0:
-                    ax.text(d, yi, f" {100 * v / total:.1f}%", va="center", fontsize=7, color="0.25")
+                    ax.text(d, yi, f" {100 * v / total:.1f}%", va="center", fontsize=7 if len(keep) < 40 else 6,
+                            color="0.25")
         top = float(np.max(np.maximum(dtot, left))) if len(keep) else 0.0
         ax.set_xlim(0, top * 1.14 if top > 0 else 1.0)  # room for the share labels
         ax.xaxis.set_major_formatter(EngFormatter(unit=unit))
@@ -156,7 +157,7 @@ def plot_cost_breakdown(run: Run, path: str):
                title=f"{title} per layer and phase")
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, keep, fontsize=8 if len(keep) < 40 else 6)
-    axes[0].invert_yaxis()
+    axes[0].set_ylim(len(keep) - 0.5, -0.5)  # first layer on top, no empty rows below the last
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(f"Training cost by layer: {run.label} (eval excluded)", fontweight="bold")

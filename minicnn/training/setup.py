@@ -41,8 +41,8 @@ def build_run(cfg: dict) -> dict:
     if model_name not in MODELS:
         raise ValueError(f"unknown model {model_name!r}; choose one of: {', '.join(MODELS)}")
     options = {"width": cfg["width"]} if cfg.get("width") is not None else {}
-    if options and model_name not in ("alexnet-cifar", "vgg11-cifar"):
-        raise ValueError(f"--width applies to alexnet-cifar and vgg11-cifar, not {model_name}")
+    if options and model_name not in ("alexnet-cifar", "alexnet-ye", "vgg11-cifar"):
+        raise ValueError(f"--width applies to alexnet-cifar, alexnet-ye and vgg11-cifar, not {model_name}")
     methods = build_methods(cfg.get("method") or [])
     if cfg.get("milestones") and cfg.get("schedule") != "step":
         raise ValueError("--milestones needs --schedule step")

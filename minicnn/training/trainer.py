@@ -27,7 +27,8 @@ Randomness, all from the run's seed: the data order of epoch e from
 (``minicnn.data.iterator``), each method's ``rng`` from ``(seed, crc32 of
 its record key)``, so adding a method changes no other stream.
 
-Resuming (``fit(resume=True)``): the last ``checkpoint.npz`` restores
+Resuming (``fit(resume=True)``; a run stopped before its first epoch ended
+starts over): the last ``checkpoint.npz`` restores
 weights, buffers, optimizer state, schedule position, history, every
 random stream, method state, ledger totals and statistics position; a
 resumed run ends with the same weights, bit for bit, and the same
@@ -40,6 +41,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 import zipfile
 import zlib
@@ -52,6 +54,11 @@ from ..losses import SoftmaxCrossEntropy
 from .runfiles import RunLock, atomic_savez, atomic_write_json, atomic_write_text
 
 STATUS = ("completed", "diverged", "interrupted")
+
+#: set by a signal handler (``minicnn train``'s SIGINT/SIGTERM): the trainer stops at the next batch
+#: boundary as if Ctrl-C had been pressed there. Raising from the handler itself could land inside a
+#: numba kernel on a worker thread, where it becomes a SystemError instead of a clean stop.
+STOP_REQUESTED = threading.Event()
 
 
 class Diverged(Exception):
@@ -250,11 +257,12 @@ class Trainer:
     def _fit(self, resume):
         s, hooks = self.state, self.hooks
         self._t0 = time.perf_counter()
+        STOP_REQUESTED.clear()
         hooks.call("on_train_begin", s)          # methods check their options before anything is written
         start = 0
-        if resume:
+        if resume and os.path.exists(os.path.join(self.run_dir, "checkpoint.npz")):
             start = self._load_checkpoint()
-        elif self.run_dir:
+        elif self.run_dir:      # a new run (or one stopped before its first epoch ended: start it over)
             os.makedirs(self.run_dir, exist_ok=True)
             atomic_write_json(os.path.join(self.run_dir, "config.json"), _finite(self.config))
             atomic_write_text(os.path.join(self.run_dir, "metrics.jsonl"), "")
@@ -285,9 +293,11 @@ class Trainer:
         self.model.train()
         hooks.call("on_epoch_begin", s)
         loss_sum, correct, seen = 0.0, 0, 0
+        t_epoch = time.perf_counter()
         plan = it.plan(epoch)
         bar = self._progress(len(plan), epoch)
         for i, idx in enumerate(plan):
+            _check_stop()
             s.batch = i
             s._set_batch(idx, it.y[idx], lambda idx=idx, i=i: it.load(idx, epoch, i))
             if not hooks.batch_begin(s):
@@ -310,6 +320,8 @@ class Trainer:
         if bar is not None:
             bar.close()
         s._set_batch(None, None, None)
+        _check_stop()
+        self._train_time = time.perf_counter() - t_epoch
         record = self._end_epoch(epoch, loss_sum, correct, seen)
         if self.verbose:
             val = f" | val acc {_fmt(record['val_acc'])}" if "val_acc" in record else ""
@@ -355,12 +367,15 @@ class Trainer:
                 self._epoch_records[key].append({"epoch": epoch + 1, **recs[key]})
         if recs:
             record["method_records"] = recs
+        record["train_time_s"] = self._train_time     # this epoch's batches only (no validation)
         record["wall_time_s"] = self._wall()
         self._last_good = _copy_state(self.model)
         if self.run_dir:
+            # checkpoint first: a run killed between the two resumes from the checkpoint,
+            # which rewrites metrics.jsonl from its own history
+            self._save_checkpoint(epoch + 1)
             with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as f:
                 f.write(json.dumps(_finite(record), allow_nan=False) + "\n")
-            self._save_checkpoint(epoch + 1)
         return record
 
     # -- checkpoints ----------------------------------------------------------------
@@ -394,9 +409,6 @@ class Trainer:
     def _load_checkpoint(self) -> int:
         s = self.state
         path = os.path.join(self.run_dir, "checkpoint.npz")
-        if not os.path.exists(path):
-            raise ValueError(f"{self.run_dir} has no checkpoint.npz: it stopped before its first epoch "
-                             "ended; start it again with --overwrite")
         try:
             with np.load(path, allow_pickle=False) as z:
                 info = json.loads(str(z["trainer"]))
@@ -451,6 +463,7 @@ class Trainer:
             "final_train_acc": s.history[-1]["train_acc"] if s.history else None,
             "controller_metric": s.control_metric,
             "wall_time_s": self._wall(),
+            "train_time_s": sum(r.get("train_time_s") or 0.0 for r in s.history),   # batches only, no validation
             "batches_done": s.batches_done,
             "batches_dropped": s.batches_dropped,
             "config": self.config,
@@ -474,7 +487,8 @@ class Trainer:
             if self.stats is not None and hasattr(self.stats, "save"):
                 self.stats.save(self.run_dir)
             save_checkpoint(self.model, os.path.join(self.run_dir, "model.npz"), mean=self.mean, std=self.std,
-                            dataset=ds.name, classes=ds.classes, methods=self.config.get("method", []),
+                            dataset=ds.name, classes=ds.classes,
+                            methods=[m for m in _origins(self.methods) if m != "baseline"],
                             status=status)
             atomic_write_json(os.path.join(self.run_dir, "summary.json"), _finite(summary))   # last
         return summary
@@ -486,6 +500,12 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, summary):
         super().__init__("interrupted")
         self.summary = summary
+
+
+def _check_stop() -> None:
+    if STOP_REQUESTED.is_set():
+        STOP_REQUESTED.clear()
+        raise KeyboardInterrupt
 
 
 def _origins(methods) -> list[str]:
@@ -573,40 +593,10 @@ def save_checkpoint(model, path, mean=None, std=None, **meta):
 def load_checkpoint(path, with_methods: bool = False):
     """Rebuild the model saved by :func:`save_checkpoint`; returns (model, meta, mean, std).
 
+    Every check lives in :mod:`.checkpoint_io` (a damaged file is one ValueError).
     Method-owned layers (SLU's gates) are rebuilt from the methods the
     checkpoint records and attached with their hooks, so evaluation uses
     them; ``with_methods=True`` also returns the methods as a fifth item.
     """
-    from ..models import build
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"checkpoint {path} is a directory; give the model.npz inside a run directory")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        with open(path, "rb") as f:
-            if f.read(4) != b"PK\x03\x04":               # every .npz is a zip archive
-                raise ValueError("not an .npz archive")
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            state = {k[len("state/"):]: z[k] for k in z.files if k.startswith("state/")}
-            mean = z["norm_mean"] if "norm_mean" in z.files else None
-            std = z["norm_std"] if "norm_std" in z.files else None
-        if not isinstance(meta, dict) or not isinstance(meta.get("arch"), str):
-            raise ValueError("it does not record which model it holds")
-        config = meta.get("config", {})
-        if not isinstance(config, dict):
-            raise ValueError("its model configuration is not a JSON object")
-        model = build(meta["arch"], **config)
-        methods = []
-        specs = meta.get("methods") or []
-        if specs:
-            from ..methods import attach, build_methods
-            methods = build_methods(specs)
-            attach(model, methods)
-            if any(m.acts_in_eval for m in methods):
-                model.set_hooks(HookList([m for m in methods if m.acts_in_eval]))
-        model.load_state_dict(state)
-    except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        raise ValueError(f"{path} is not a readable minicnn checkpoint: {msg}") from None
-    return (model, meta, mean, std, methods) if with_methods else (model, meta, mean, std)
+    from .checkpoint_io import load_checkpoint as _load
+    return _load(path, with_methods=with_methods)

@@ -1,0 +1,189 @@
+"""``gradprune``: stochastic pruning of activation gradients with the DBTD threshold (Ye et al. 2019).
+
+``--method gradprune[:p=0.9,where=auto,sparse_below=-1]``
+
+What it does (§3.2; the maths and the kernel are in :mod:`minicnn.methods._dbtd`):
+every training step, at every pruning site, the activation gradient g gets
+the threshold ``tau = sqrt(pi/2) * mean|g| * Phi^-1(p)`` and Algorithm 1's
+stochastic pruning (entries below tau become 0 or +-tau, unbiased: Lemma 1).
+
+Where (§3.2, Fig. 2), per Conv2d, decided from the layer that follows it:
+
+* **Conv-BN-ReLU** (a BatchNorm2d follows the conv: ResNets): prune the
+  gradient at the conv's *output*, after BatchNorm's backward, before the
+  conv uses it for dW and dx (``backward_output_grad``). BN's backward makes
+  that gradient fully dense, so this is where sparsity must be made.
+* **Conv-ReLU** (no BN: AlexNet): prune the conv's *input* gradient
+  g_{A_I} (``backward_input_grad``). It flows through the ReLU (and a
+  max-pool) below, which keep zeros zero, and becomes the output gradient
+  of the conv below: that conv's dW and dx use the sparsity. The gradient
+  arriving at the topmost conv of a Conv-ReLU net (from the FC layers) is
+  not pruned: no site above it.
+
+``where=output`` / ``where=input`` forces one rule for every conv.
+
+p: the percentile, ``0.5 <= p < 1``. The paper's grid is p = 85 / 90 / 95 /
+99.5% (Tables 1-3); 0.9 is minicnn's default (the middle of that grid: the
+paper names no default).
+
+Formats and the ledger: the pruned tensors are declared
+``TensorFormat(sparse=True)`` (``grad_output`` of the consuming conv and of
+the ReLU / pool layers in between, ``grad_input`` of the pruning conv), so the
+ledger counts the convs' backward MACs by non-zeros and the bytes of the
+sparse form (values + 32-bit indices: at ResNet densities around 0.4 that is
+barely smaller than the dense fp32 tensor). The DBTD pass itself is work a
+plain run does not do, declared ``extra`` in the pruning layer's
+``backward_input`` phase: 5 elementwise ops per entry (``|g|`` and the sum;
+compare, draw, select), reading g (fp32) and writing the sparse result once.
+With that pass counted, gradprune can move *more* bytes than the dense run
+(``extra_work = True``): a saving in MACs, not necessarily in memory traffic.
+
+CPU time: the convs take the sparse numba path
+(:mod:`minicnn.kernels.sparse_conv`) only when dy's density is below
+``sparse_below`` (default -1: per conv, the crossover measured on this
+machine by ``benchmarks/bench_sparse_conv.py``, see
+:func:`~minicnn.kernels.sparse_conv.sparse_crossover`; 0 never uses it);
+above it the dense BLAS path is faster on a CPU, and the saving is a
+hardware estimate only (the ledger's).
+
+Records, per epoch: per pruning site the density of g before and after
+pruning (non-zeros / entries over the epoch's batches) and the mean tau;
+overall densities (entry-weighted); and per conv the density of the output
+gradient its backward consumed (``dy_density``), overall ``rho_nnz`` -- the
+quantity of Ye et al.'s Tables 1-3 (for a Conv-BN net it is the "after"
+density; for a Conv-ReLU net the pruned g_{A_I} after the ReLU and pool
+below). ``p=0.5`` gives tau = 0, prunes nothing and trains exactly like the
+baseline: use it to measure a baseline's rho_nnz.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..cost.counts import Tensor
+from ..cost.formats import TensorFormat
+from ..kernels.sparse_conv import sparse_crossover
+from ..layers.batchnorm import BatchNorm2d
+from ..layers.conv import Conv2d
+from ._dbtd import dbtd_prune
+from .base import Method, register_method
+
+SPARSE = TensorFormat(sparse=True)
+
+
+@register_method("gradprune")
+class GradPrune(Method):
+    """Ye et al. 2019: DBTD threshold (§3.2) + stochastic pruning (Algorithm 1) of activation gradients."""
+
+    extra_work = True       # the DBTD pass (see the module docstring)
+
+    def __init__(self, p: float = 0.9, where: str = "auto", sparse_below: float = -1.0):
+        if not 0.5 <= p < 1.0:
+            raise ValueError(f"method gradprune: p must be in [0.5, 1), got {p}")
+        if where not in ("auto", "output", "input"):
+            raise ValueError(f"method gradprune: where must be auto, output or input, got {where!r}")
+        if not (sparse_below == -1.0 or 0.0 <= sparse_below <= 1.0):
+            raise ValueError(f"method gradprune: sparse_below must be -1 (auto) or in [0, 1], got {sparse_below}")
+        self.p, self.where, self.sparse_below = p, where, sparse_below
+        self._sites: dict[str, str] = {}        # conv name -> "output" | "input"
+        self._role: dict[str, str] = {}
+        self._acc: dict[str, list] = {}
+        self._dy: dict[str, list] = {}
+        self._ledger = None
+
+    # -- setup ------------------------------------------------------------------
+    def _plan(self, model):
+        """Pruning site per conv, and which layers receive a sparse gradient."""
+        leaves = model.leaves()
+        sites, sparse_out, sparse_in = {}, set(), set()
+        for i, layer in enumerate(leaves):
+            if not isinstance(layer, Conv2d):
+                continue
+            nxt = leaves[i + 1] if i + 1 < len(leaves) else None
+            site = self.where if self.where != "auto" else ("output" if isinstance(nxt, BatchNorm2d) else "input")
+            sites[layer.name] = site
+            if site == "output":
+                sparse_out.add(layer.name)
+            else:
+                sparse_in.add(layer.name)
+                # the layers below it in backward order, down to and including the next conv
+                for below in reversed(leaves[:i]):
+                    sparse_out.add(below.name)
+                    if isinstance(below, Conv2d):
+                        break
+                    sparse_in.add(below.name)
+        return sites, sparse_out, sparse_in
+
+    def on_train_begin(self, state):
+        sites, sparse_out, sparse_in = self._plan(state.model)
+        if not sites:
+            raise ValueError("method gradprune: the model has no Conv2d layer")
+        self._sites = sites
+        self._role = {name: "grad_output" if site == "output" else "grad_input" for name, site in sites.items()}
+        for layer in state.model.leaves():
+            if layer.name in sparse_out:
+                state.formats.set(layer, "grad_output", SPARSE)
+                if isinstance(layer, Conv2d):
+                    layer.sparse_backward_below = (sparse_crossover(layer.in_channels) if self.sparse_below < 0
+                                                   else self.sparse_below)
+            if layer.name in sparse_in:
+                state.formats.set(layer, "grad_input", SPARSE)
+        self._ledger = state.ledger
+
+    def on_epoch_begin(self, state):
+        self._acc = {name: [0, 0, 0, 0.0, 0] for name in self._sites}   # entries, nnz in, nnz out, sum tau, calls
+        self._dy = {name: [0, 0] for name in self._sites}                # entries, nnz of the dy each conv consumed
+
+    # -- the pruning --------------------------------------------------------------
+    def _prune(self, layer, g):
+        seed = int(self.rng.integers(2**63))
+        out, tau, nnz_in, nnz_out = dbtd_prune(g, self.p, seed)
+        a = self._acc[layer.name]
+        a[0] += g.size
+        a[1] += nnz_in
+        a[2] += nnz_out
+        a[3] += tau
+        a[4] += 1
+        if self._ledger is not None:
+            m = self._ledger.meter(layer)
+            self._ledger.add_work(layer, "backward_input",
+                                  m.counts(ops=5 * g.size, moved=[(None, Tensor(g.shape)),
+                                                                  (self._role[layer.name], Tensor(g.shape, nnz_out))]),
+                                  extra=True)
+        return out
+
+    def backward_output_grad(self, layer, dy):
+        if self._sites.get(layer.name) == "output" and layer.training:
+            return self._prune(layer, dy)
+        return dy
+
+    def backward_input_grad(self, layer, dx):
+        if dx is not None and self._sites.get(layer.name) == "input" and layer.training:
+            return self._prune(layer, dx)
+        return dx
+
+    def observe_backward(self, layer, dy, dx):
+        """The density of the output gradient each conv's backward consumed (Ye et al.'s rho_nnz)."""
+        d = self._dy.get(layer.name)
+        if d is not None and layer.training:
+            d[0] += dy.size
+            d[1] += int(np.count_nonzero(dy))
+
+    # -- records ---------------------------------------------------------------------
+    def epoch_record(self, state) -> dict:
+        layers = {}
+        entries = nnz_in = nnz_out = 0
+        for name, (n, a, b, tau_sum, calls) in self._acc.items():
+            if n == 0:
+                continue
+            layers[name] = {"site": self._sites[name], "density_before": a / n, "density_after": b / n,
+                            "tau_mean": tau_sum / calls}
+            entries, nnz_in, nnz_out = entries + n, nnz_in + a, nnz_out + b
+        rec = {"p": self.p, "layers": layers}
+        if entries:
+            rec.update(density_before=nnz_in / entries, density_after=nnz_out / entries)
+        consumed = {name: nnz / n for name, (n, nnz) in self._dy.items() if n}
+        if consumed:
+            rec["dy_density"] = consumed
+            n_all = sum(n for n, _ in self._dy.values())
+            rec["rho_nnz"] = sum(nnz for _, nnz in self._dy.values()) / n_all
+        return rec

@@ -1,0 +1,41 @@
+"""The fixed-point grid in plain NumPy: the definition the numba kernel is tested against.
+
+Same maths, same operation order as :mod:`minicnn.quant.fixed` (float64
+throughout, the value cast to x's dtype at the end), so the two agree bit
+for bit. Read this one first.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def fixed_point_naive(x, bits, lo, step, msb_bits=None, u=None):
+    """Returns (value, msb value or None, code) for x viewed as (len(lo), -1) rows.
+
+    lo, step: (R,) float64 arrays (one per row); u: uniforms of x.size for stochastic rounding.
+    """
+    rows = len(lo)
+    x2 = np.asarray(x, dtype=np.float64).reshape(rows, -1)
+    qmax = float(2 ** bits - 1)
+    lo2, step2 = np.asarray(lo, np.float64)[:, None], np.asarray(step, np.float64)[:, None]
+    live = np.broadcast_to(step2 > 0, x2.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.clip((x2 - lo2) / step2, 0.0, qmax)        # (x - lo) / step, clipped to [0, 2^b - 1]
+    if u is None:
+        q = np.rint(v)                                      # round half to even
+    else:
+        q = np.minimum(np.floor(v + np.asarray(u, np.float64).reshape(x2.shape)), qmax)
+    q = np.where(live, q, 0.0)                              # step 0 (all-zero tensor): code 0
+    value = (q * step2 + lo2).astype(x.dtype).reshape(x.shape)
+    msb = None
+    if msb_bits is not None:
+        unit = float(2 ** (bits - msb_bits))
+        m = np.minimum(np.rint(q / unit) * unit, qmax)     # nearest multiple of 2^(b-m), clipped to the top code
+        msb = (m * step2 + lo2).astype(x.dtype).reshape(x.shape)
+    return value, msb, q.astype(np.int64).reshape(x.shape)
+
+
+def msb_truncate_naive(code, bits, msb_bits):
+    """What the paper's words "taking the MSBs" would give: the low b-m bits cleared (for comparison)."""
+    shift = bits - msb_bits
+    return (np.asarray(code, dtype=np.int64) >> shift) << shift

@@ -1,0 +1,550 @@
+"""Running a sweep: a local pool of worker processes, or a Dask distributed cluster.
+
+Every run is an ordinary ``minicnn train`` child process (``python -m minicnn
+train ... --out DIR/runs/<id> --no-progress``), so a sweep's run directories
+are the same as hand-made ones, and killing a sweep ends its runs:
+
+* each child runs in its own process group; on SIGINT or SIGTERM the sweep
+  sends SIGTERM to every child's group, waits for them to checkpoint and exit
+  (status ``interrupted``), records them and exits with status 130;
+* each child is started through a two-line launcher that asks the kernel to
+  send it SIGTERM when the sweep dies (``prctl(PR_SET_PDEATHSIG)``, Linux), so
+  even ``kill -9`` of the sweep leaves no orphan holding a run's lock.
+
+State lives in ``DIR/sweep.json`` (written atomically after every change) and,
+authoritatively, in the run directories: a rerun reads each run's
+``summary.json`` status. Completed and diverged runs are skipped; interrupted
+runs (``summary.json`` says so, or a killed run left ``config.json`` and
+``checkpoint.npz`` without a summary) continue with ``minicnn train --resume``;
+failed runs and runs killed before their first checkpoint start again with
+``--overwrite``. A second sweep on the same DIR is refused (``DIR/.sweep.lock``).
+
+If the spec changed since DIR was made, the runs of the new spec are added
+(runs whose arguments did not change keep their directories, since a run's id
+hashes its arguments); runs no longer in the spec move to ``"retired"`` in
+sweep.json, their directories are left alone, and ``minicnn report`` ignores
+them.
+
+Dask (``scheduler="tcp://HOST:PORT"``): each run is one task. The task runs the
+same child process in a temporary directory on the worker and returns the run
+directory's files; the client writes them into DIR/runs/<id>/ (summary.json
+last), so workers need no shared file system for results. An interrupted run
+resumed on Dask ships its directory's files to the worker. The data must be at
+the same path on every worker (``data-dir`` is resolved to an absolute path on
+the client). Each run gets the client's threads per run
+(``MINICNN_NUM_THREADS``), so the results equal the local pool's.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+from .spec import Spec, SpecError
+
+#: run statuses in sweep.json
+STATUSES = ("pending", "running", "completed", "diverged", "failed", "interrupted")
+DONE = ("completed", "diverged")
+
+# A child is started through this launcher: it asks Linux to SIGTERM it when the
+# sweep process dies (PR_SET_PDEATHSIG = 1), then becomes `python -m minicnn train`.
+_LAUNCHER = (
+    "import ctypes,os,signal,sys\n"
+    "try:\n ctypes.CDLL(None).prctl(1, signal.SIGTERM)\nexcept Exception:\n pass\n"
+    "if os.getppid() != int(sys.argv[1]): sys.exit(130)\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'minicnn', 'train', *sys.argv[2:]])\n"
+)
+
+
+class SweepError(ValueError):
+    """A problem with a sweep directory or its options; printed as one line."""
+
+
+# -- threads and workers ------------------------------------------------------------------
+
+def threads_per_run() -> int:
+    """``MINICNN_NUM_THREADS`` if set, else what a run would use by default (every core)."""
+    v = os.environ.get("MINICNN_NUM_THREADS")
+    if v:
+        try:
+            n = int(v)
+        except ValueError:
+            raise SweepError(f"MINICNN_NUM_THREADS={v!r} is not an integer") from None
+        if n < 1:
+            raise SweepError(f"MINICNN_NUM_THREADS={v!r} must be >= 1")
+        return n
+    return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    return max(1, (os.cpu_count() or 1) // threads_per_run())
+
+
+# -- the state of a run directory -----------------------------------------------------------
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def dir_state(run_dir: str) -> str:
+    """What a run directory holds: completed / diverged / interrupted / resumable / dirty / empty."""
+    summary = _read_json(os.path.join(run_dir, "summary.json"))
+    if isinstance(summary, dict):
+        status = summary.get("status", "completed")
+        if status in ("completed", "diverged"):
+            return status
+        return "resumable" if _resumable(run_dir) else "dirty"
+    if _resumable(run_dir):
+        return "resumable"        # killed (no summary) after at least one checkpoint
+    if os.path.isdir(run_dir) and os.listdir(run_dir):
+        return "dirty"
+    return "empty"
+
+
+def _resumable(run_dir):
+    return all(os.path.isfile(os.path.join(run_dir, f)) for f in ("config.json", "checkpoint.npz"))
+
+
+def _write_json_atomic(path, obj):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+# -- the sweep directory ---------------------------------------------------------------
+
+class SweepDir:
+    """DIR/sweep.json, DIR/runs/<id>/, DIR/logs/<id>.log; the state of every run."""
+
+    def __init__(self, out: str, spec: Spec):
+        self.out, self.spec = os.path.abspath(out), spec
+        self.path = os.path.join(self.out, "sweep.json")
+        old = _read_json(self.path) if os.path.isfile(self.path) else None
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise SweepError(f"--out {out} is a file, not a directory")
+        if old is None and os.path.isdir(self.out) and set(os.listdir(self.out)) - {".sweep.lock"}:
+            raise SweepError(f"{out} is not empty and holds no sweep.json; choose another --out")
+        old_runs = {r["id"]: r for r in (old or {}).get("runs", []) + (old or {}).get("retired", [])}
+        now = _now()
+        self.doc = {"schema": "minicnn.sweep/1", "spec": spec.path, "spec_digest": spec.digest,
+                    "description": spec.description, "created": (old or {}).get("created", now),
+                    "updated": now, "train": spec.train, "grid": spec.grid, "runs": [], "retired": []}
+        self.changed = old is not None and old.get("spec_digest") != spec.digest
+        ids = {r.id for r in spec.runs}
+        self.retired = [r for rid, r in old_runs.items() if rid not in ids]
+        self.doc["retired"] = self.retired
+        self.records = {}
+        for run in spec.runs:
+            prev = old_runs.get(run.id, {})
+            rec = {"id": run.id, "dir": f"runs/{run.id}", "axes": run.axes, "args": run.args,
+                   "argv": run.argv, "status": "pending", "error": prev.get("error"),
+                   "exit_code": prev.get("exit_code"), "attempts": prev.get("attempts", 0),
+                   "wall_time_s": prev.get("wall_time_s")}
+            st = dir_state(self.run_dir(run.id))
+            if st in DONE:
+                rec["status"] = st
+            elif st == "resumable":
+                rec["status"] = "interrupted"
+            elif prev.get("status") == "failed":
+                rec["status"] = "failed"
+            self.records[run.id] = rec
+            self.doc["runs"].append(rec)
+        self.added = sum(1 for r in spec.runs if r.id not in old_runs) if old is not None else len(spec.runs)
+
+    def run_dir(self, rid):
+        return os.path.join(self.out, "runs", rid)
+
+    def log_path(self, rid):
+        return os.path.join(self.out, "logs", f"{rid}.log")
+
+    def action(self, rid) -> str | None:
+        """None (done), "resume", "overwrite" or "fresh"."""
+        st = dir_state(self.run_dir(rid))
+        if st in DONE:
+            return None
+        if st == "resumable":
+            return "resume"
+        return "overwrite" if st == "dirty" else "fresh"
+
+    def save(self):
+        self.doc["updated"] = _now()
+        _write_json_atomic(self.path, self.doc)
+
+
+def _now():
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# -- one run -------------------------------------------------------------------------
+
+def train_argv(argv: list, run_dir: str, action: str) -> list:
+    """The `minicnn train` arguments for a run directory and an action."""
+    if action == "resume":
+        return ["--resume", run_dir, "--no-progress"]
+    extra = ["--overwrite"] if action == "overwrite" else []
+    return [*argv, "--out", run_dir, "--no-progress", *extra]
+
+
+def _child_env(threads: int) -> dict:
+    env = dict(os.environ)
+    env["MINICNN_NUM_THREADS"] = str(threads)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_child(argv: list, log_path: str, threads: int, cwd: str | None = None) -> subprocess.Popen:
+    """Start `minicnn train ARGV` in its own process group, output appended to log_path."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    log = open(log_path, "ab")
+    log.write(f"\n$ minicnn train {' '.join(argv)}   [{_now()}]\n".encode())
+    log.flush()
+    try:
+        return subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(os.getpid()), *argv],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=_child_env(threads), cwd=cwd, start_new_session=True)
+    finally:
+        log.close()
+
+
+def stop_child(p: subprocess.Popen, sig=signal.SIGTERM):
+    try:
+        os.killpg(p.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def error_line(log_text: str) -> str | None:
+    """The last `minicnn: error: ...` line of a run's output (else its last line)."""
+    lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
+    errs = [ln for ln in lines if ln.startswith("minicnn: error:")]
+    if errs:
+        return errs[-1][len("minicnn: error:"):].strip()
+    return lines[-1] if lines else None
+
+
+def outcome(run_dir: str, rc: int, log_text: str) -> dict:
+    """Status of a finished child from its exit code and its directory."""
+    summary = _read_json(os.path.join(run_dir, "summary.json"))
+    status = summary.get("status", "completed") if isinstance(summary, dict) else None
+    res = {"exit_code": rc, "error": None}
+    if rc == 0 and status in (None, "completed"):
+        res["status"] = "completed" if summary is not None else "failed"
+        if summary is None:
+            res["error"] = "exit status 0 but no summary.json"
+    elif rc == 3 or status == "diverged":
+        res["status"] = "diverged"
+    elif rc in (130, -signal.SIGTERM, -signal.SIGINT) or status == "interrupted":
+        res["status"] = "interrupted"
+    else:
+        res["status"] = "failed"
+        res["error"] = error_line(log_text) or f"exit status {rc}"
+        if rc < 0:
+            res["error"] = f"killed by signal {-rc}"
+    if isinstance(summary, dict):
+        res["final_test_acc"] = summary.get("final_test_acc")
+        res["wall_time_s"] = summary.get("wall_time_s")
+    return res
+
+
+def _tail(path, n=20000):
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - n))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+# -- Dask: the task a worker runs ----------------------------------------------------------
+
+def remote_run(task: dict, stop_event: str | None = None) -> dict:
+    """Run one `minicnn train` on a Dask worker in a temporary directory; return its files.
+
+    ``task``: ``{"id", "argv", "action", "threads", "files": {relpath: bytes}}``
+    (files: the run directory to resume from). Polls the Dask ``Event`` named
+    ``stop_event``: when the client sets it, the run is stopped with SIGTERM (it
+    checkpoints and exits 130) and what it wrote is returned all the same.
+    """
+    ev = None
+    if stop_event:
+        from dask.distributed import Event
+        ev = Event(stop_event)
+        if ev.is_set():
+            return {"id": task["id"], "not_started": True}
+    with tempfile.TemporaryDirectory(prefix="minicnn-sweep-") as tmp:
+        run_dir = os.path.join(tmp, task["id"])
+        os.makedirs(run_dir)
+        for rel, data in task.get("files", {}).items():
+            _write_file(run_dir, rel, data)
+        log_path = os.path.join(tmp, "run.log")
+        p = start_child(train_argv(task["argv"], run_dir, task["action"]), log_path, task["threads"])
+        stopped = False
+        while p.poll() is None:
+            time.sleep(0.2)
+            if ev is not None and not stopped:
+                try:
+                    stopped = ev.is_set()
+                except Exception:   # the client went away: stop the run
+                    stopped = True
+                if stopped:
+                    stop_child(p)
+        rc = p.wait()
+        return {"id": task["id"], "exit_code": rc, "files": read_run_files(run_dir),
+                "log": _tail(log_path)}
+
+
+def read_run_files(run_dir: str) -> dict:
+    out = {}
+    for root, _, files in os.walk(run_dir):
+        for name in files:
+            if name == ".lock" or ".tmp" in name:
+                continue
+            full = os.path.join(root, name)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, run_dir)] = f.read()
+    return out
+
+
+def _write_file(root, rel, data):
+    path = os.path.normpath(os.path.join(root, rel))
+    if not path.startswith(os.path.abspath(root) + os.sep):
+        raise SweepError(f"refusing to write {rel!r} outside {root}")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def write_run_files(run_dir: str, files: dict):
+    """Replace a run directory's contents by ``files``; summary.json is written last."""
+    if os.path.isdir(run_dir):
+        shutil.rmtree(run_dir)
+    os.makedirs(run_dir)
+    for rel in sorted(files, key=lambda r: r == "summary.json"):
+        _write_file(run_dir, rel, files[rel])
+
+
+# -- the sweep -------------------------------------------------------------------------
+
+class _Stop:
+    """SIGINT/SIGTERM during a sweep: remember it; children are stopped by the loop."""
+
+    def __init__(self):
+        self.signum = None
+
+    def __call__(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt   # a second Ctrl-C: stop waiting
+        self.signum = signum
+
+    def __enter__(self):
+        self._old = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def run_sweep(spec: Spec, out: str, workers: int | None = None, scheduler: str | None = None,
+              dry_run: bool = False, progress: bool = True, echo=print) -> dict:
+    """Run (or continue) every run of ``spec`` into ``out``. Returns the sweep.json document.
+
+    Raises SweepError (one line) for bad options; the caller maps the result's
+    statuses to an exit code (:func:`exit_code`).
+    """
+    if workers is not None and scheduler is not None:
+        raise SweepError("--workers and --scheduler exclude each other (a Dask cluster has its own workers)")
+    if workers is not None and workers < 1:
+        raise SweepError(f"--workers must be >= 1, got {workers}")
+    threads = threads_per_run()
+    if dry_run:
+        sd = SweepDir(out, spec)
+        for rec in sd.doc["runs"]:
+            act = sd.action(rec["id"])
+            echo(f"{rec['id']:<60} {rec['status']:<11} -> {act or 'skip'}: minicnn train "
+                 f"{' '.join(train_argv(rec['argv'], sd.run_dir(rec['id']), act or 'fresh'))}")
+        echo(f"{len(sd.doc['runs'])} runs, {sum(sd.action(r['id']) is not None for r in sd.doc['runs'])} to do "
+             f"(dry run: nothing started)")
+        return sd.doc
+    os.makedirs(out, exist_ok=True)
+    lock = open(os.path.join(out, ".sweep.lock"), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise SweepError(f"another sweep is running in {out}") from None
+    try:
+        sd = SweepDir(out, spec)
+        sd.doc["threads_per_run"] = threads
+        if sd.changed:
+            echo(f"note: the spec changed since {out} was made: {sd.added} new runs added, "
+                 f"{len(sd.retired)} runs no longer in it kept under 'retired' in sweep.json")
+        os.makedirs(os.path.join(sd.out, "runs"), exist_ok=True)
+        todo = [(rec["id"], sd.action(rec["id"])) for rec in sd.doc["runs"]]
+        todo = [(rid, act) for rid, act in todo if act is not None]
+        sd.save()
+        n_all, n_done = len(sd.doc["runs"]), len(sd.doc["runs"]) - len(todo)
+        where = f"Dask scheduler {scheduler}" if scheduler else \
+            f"{workers or default_workers()} local workers"
+        echo(f"sweep: {n_all} runs, {n_done} already done, {len(todo)} to run on {where}, "
+             f"{threads} threads per run")
+        bar = _bar(n_all, n_done, progress)
+        try:
+            if scheduler:
+                _run_dask(sd, todo, scheduler, threads, bar, echo)
+            else:
+                _run_local(sd, todo, workers or default_workers(), threads, bar, echo)
+        finally:
+            if bar is not None:
+                bar.close()
+            sd.save()
+        return sd.doc
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+def exit_code(doc: dict) -> int:
+    st = [r["status"] for r in doc["runs"]]
+    if "interrupted" in st or "pending" in st or "running" in st:
+        return 130
+    return 1 if "failed" in st else 0
+
+
+def _bar(total, initial, progress):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+    tqdm.monitor_interval = 0      # no monitor thread (children are forked)
+    return tqdm(total=total, initial=initial, desc="sweep", unit="run", dynamic_ncols=True)
+
+
+def _record(sd: SweepDir, rid: str, res: dict, bar, echo):
+    rec = sd.records[rid]
+    rec.update(status=res["status"], exit_code=res["exit_code"], error=res.get("error"))
+    rec.pop("pid", None)
+    for k in ("final_test_acc", "wall_time_s"):
+        if res.get(k) is not None:
+            rec[k] = res[k]
+    sd.save()
+    msg = f"{rid}: {res['status']}"
+    if res.get("final_test_acc") is not None:
+        msg += f" (test acc {res['final_test_acc']:.4f}, {res.get('wall_time_s') or 0:.1f}s)"
+    if res.get("error"):
+        msg += f": {res['error']}"
+    if bar is not None:
+        if res["status"] in DONE or res["status"] == "failed":
+            bar.update(1)
+        bar.write(msg)
+    else:
+        echo(msg)
+
+
+def _mark_running(sd, rid, action):
+    rec = sd.records[rid]
+    rec.update(status="running", attempts=rec.get("attempts", 0) + 1, error=None, action=action)
+    sd.save()
+
+
+def _run_local(sd: SweepDir, todo: list, workers: int, threads: int, bar, echo):
+    queue, running = list(todo), {}
+    with _Stop() as stop:
+        try:
+            while queue or running:
+                if stop.signum is None:
+                    while queue and len(running) < workers:
+                        rid, act = queue.pop(0)
+                        run_dir = sd.run_dir(rid)
+                        if act == "fresh" and os.path.isdir(run_dir):
+                            os.rmdir(run_dir)        # empty (dir_state said so)
+                        _mark_running(sd, rid, act)
+                        p = start_child(train_argv(sd.records[rid]["argv"], run_dir, act),
+                                        sd.log_path(rid), threads)
+                        running[rid] = p
+                        sd.records[rid]["pid"] = p.pid
+                        sd.save()
+                elif not getattr(stop, "forwarded", False):
+                    for p in running.values():
+                        stop_child(p)
+                    stop.forwarded = True
+                    queue.clear()
+                for rid, p in list(running.items()):
+                    rc = p.poll()
+                    if rc is not None:
+                        del running[rid]
+                        _record(sd, rid, outcome(sd.run_dir(rid), rc, _tail(sd.log_path(rid))), bar, echo)
+                time.sleep(0.05)
+        except KeyboardInterrupt:     # a second Ctrl-C: do not wait for the runs' last checkpoint
+            for p in running.values():
+                stop_child(p, signal.SIGKILL)
+            for rid, p in running.items():
+                p.wait()
+                _record(sd, rid, {"status": "interrupted", "exit_code": p.returncode}, bar, echo)
+
+
+def _run_dask(sd: SweepDir, todo: list, scheduler: str, threads: int, bar, echo):
+    try:
+        from dask.distributed import Client, Event
+    except ImportError:
+        raise SweepError('--scheduler needs dask.distributed: pip install "minicnn[dask]"') from None
+    try:
+        client = Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as e:
+        raise SweepError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+    tag = uuid.uuid4().hex[:8]
+    stop_name = f"minicnn-sweep-stop-{tag}"
+    try:
+        stop_ev = Event(stop_name, client=client)
+        futures = {}
+        for rid, act in todo:
+            files = read_run_files(sd.run_dir(rid)) if act == "resume" else {}
+            task = {"id": rid, "argv": sd.records[rid]["argv"], "action": act if act == "resume" else "fresh",
+                    "threads": threads, "files": files}
+            _mark_running(sd, rid, act)
+            fut = client.submit(remote_run, task, stop_name, key=f"minicnn-run-{rid}-{tag}", pure=False)
+            futures[fut] = rid
+        left = dict(futures)
+        with _Stop() as stop:
+            while left:
+                if stop.signum is not None and not stop_ev.is_set():
+                    stop_ev.set()       # running tasks stop their runs; queued ones do not start
+                done = [f for f in left if f.done()]
+                if not done:
+                    time.sleep(0.2)
+                    continue
+                for fut in done:
+                    rid = left.pop(fut)
+                    try:
+                        r = fut.result()
+                    except Exception as e:      # the task itself failed (worker lost, ...)
+                        _record(sd, rid, {"status": "failed", "exit_code": None,
+                                          "error": f"dask task failed: {type(e).__name__}: {e}"}, bar, echo)
+                        continue
+                    if r.get("not_started"):
+                        sd.records[rid]["status"] = "interrupted" if sd.action(rid) == "resume" else "pending"
+                        sd.records[rid]["attempts"] -= 1
+                        continue
+                    run_dir = sd.run_dir(rid)
+                    write_run_files(run_dir, r["files"])
+                    os.makedirs(os.path.dirname(sd.log_path(rid)), exist_ok=True)
+                    with open(sd.log_path(rid), "a") as f:
+                        f.write(r["log"])
+                    _record(sd, rid, outcome(run_dir, r["exit_code"], r["log"]), bar, echo)
+    finally:
+        client.close()

@@ -1,0 +1,271 @@
+"""Sweep specifications: a TOML file that names a grid of ``minicnn train`` runs.
+
+::
+
+    [train]                  # any `minicnn train` flag, without its leading dashes
+    model = "resnet8"
+    dataset = "cifar10"
+    data-dir = "../shared/data/cifar-10-batches-py"
+    epochs = 3
+    [grid]                   # axes: every combination is one run
+    method = ["baseline", "smd:p=0.5", ["smd:p=0.5", "wus"]]   # a list inside = a combination
+    seed = [0, 1, 2]
+
+Rules (each broken rule is a one-line :class:`SpecError` before anything runs):
+
+* keys are the long flag names of ``minicnn train`` with their hyphens
+  (``data-dir``, ``batch-size``); an unknown key is refused with the list of
+  known ones;
+* a flag without a value (``nesterov``, ``stats``) takes ``true`` (``false``
+  leaves it out);
+* ``method`` is a string or a list of strings; in ``[train]`` a list is a
+  combination; in ``[grid]`` each entry is one axis value, itself a string or
+  a list (a combination); ``"baseline"`` means no method;
+* ``out``, ``resume``, ``overwrite`` are refused (the sweep owns the run
+  directories), and so are ``no-progress`` and ``debug`` (it sets them); a key
+  given in both ``[train]`` and ``[grid]`` is refused;
+* every value is checked with the same type and choices as on the command
+  line; methods (and their options) against the method registry, models
+  against the model zoo, datasets against the known ones;
+* relative paths (``data-dir``, ``energy-table``) resolve against the folder
+  of the spec file, not the current directory;
+* an optional top-level ``description = "..."`` is kept in ``sweep.json``.
+
+A run's identity is its full argument set: :func:`run_id` gives a readable
+slug of its axis values plus a short hash of all its arguments, so a rerun of
+the same spec finds the same run directories.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from itertools import product
+
+#: keys the sweep refuses: it owns the run directory and the process's flags
+RESERVED = {"out": "the sweep chooses each run's directory (DIR/runs/<id>)",
+            "resume": "a rerun of the sweep resumes interrupted runs itself",
+            "overwrite": "the sweep decides when a run directory is started afresh",
+            "no-progress": "the sweep turns each run's progress bar off itself",
+            "debug": "not a run setting"}
+#: train flags whose value is a file system path (resolved against the spec's folder)
+PATH_KEYS = ("data-dir", "energy-table")
+
+
+class SpecError(ValueError):
+    """A problem in a sweep spec; printed as one line."""
+
+
+@dataclass
+class RunSpec:
+    """One configuration of the grid: a run."""
+    id: str
+    args: dict                      # flag name (with hyphens) -> value; method is a list of strings
+    axes: dict                      # the grid axes' values for this run
+    argv: list = field(default_factory=list)   # the `minicnn train` arguments (without --out)
+
+    @property
+    def group_key(self) -> str:
+        """All arguments but the seed: the runs of one configuration share it."""
+        return canonical({k: v for k, v in self.args.items() if k != "seed"})
+
+
+@dataclass
+class Spec:
+    path: str
+    train: dict
+    grid: dict
+    runs: list
+    description: str = ""
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(canonical({"train": self.train, "grid": self.grid}).encode()).hexdigest()[:12]
+
+
+# -- the train command's flags ----------------------------------------------------------
+
+def train_flags() -> dict:
+    """``{flag-name: argparse action}`` of ``minicnn train`` (the one source of truth)."""
+    from .. import cli
+    parser = cli._parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    train = sub.choices["train"]
+    flags = {}
+    for action in train._actions:
+        longs = [s for s in action.option_strings if s.startswith("--")]
+        if longs and action.dest != "help":
+            flags[longs[0][2:]] = action
+    return flags
+
+
+def _is_switch(action) -> bool:
+    return isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+
+
+def _check_value(key: str, value, action, where: str):
+    """Check one scalar value as argparse would; return it (booleans for switches)."""
+    if _is_switch(action):
+        if not isinstance(value, bool):
+            raise SpecError(f"{where}: {key} is a flag without a value; write {key} = true")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise SpecError(f"{where}: {key} must be a string or a number, got {value!r}")
+    if action.type is not None:
+        try:
+            action.type(str(value))
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as e:
+            raise SpecError(f"{where}: {key} = {value!r}: {e}") from None
+    if action.choices is not None and str(value) not in [str(c) for c in action.choices]:
+        raise SpecError(f"{where}: {key} = {value!r}; choose one of: {', '.join(map(str, action.choices))}")
+    return value
+
+
+def _method_list(value, where: str) -> list:
+    """``"smd:p=0.5"`` -> ``["smd:p=0.5"]``; a list of strings stays a list (a combination)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(s, str) and s.strip() for s in items):
+        raise SpecError(f"{where}: method must be a string or a non-empty list of strings, got {value!r}")
+    return [s.strip() for s in items]
+
+
+def check_methods(methods: list, where: str):
+    """Every method exists and takes its options (one line naming the first that does not)."""
+    from ..methods import METHODS, build_methods
+    for m in methods:
+        name = m.partition(":")[0].strip()
+        if name != "baseline" and name not in METHODS:
+            raise SpecError(f"{where}: unknown method {name!r}: this minicnn has "
+                            f"{', '.join(['baseline', *sorted(METHODS)])}")
+        try:
+            build_methods([m])
+        except (ValueError, TypeError) as e:
+            raise SpecError(f"{where}: method {m!r}: {e}") from None
+
+
+def _check_entry(key: str, value, flags: dict, where: str, spec_dir: str):
+    """Validate one (key, value) of the train table or one grid axis value; return the normalised value."""
+    if key in RESERVED:
+        raise SpecError(f"{where}: {key} cannot be set in a sweep ({RESERVED[key]})")
+    if key not in flags:
+        known = ", ".join(k for k in flags if k not in RESERVED)
+        raise SpecError(f"{where}: unknown key {key!r}; minicnn train takes: {known}")
+    if key == "method":
+        methods = _method_list(value, where)
+        check_methods(methods, where)
+        return methods
+    value = _check_value(key, value, flags[key], where)
+    if key == "model":
+        from ..models import MODELS
+        if value not in MODELS:
+            raise SpecError(f"{where}: unknown model {value!r}; choose one of: {', '.join(MODELS)}")
+    if key == "dataset":
+        from ..cli import DATASETS
+        if value not in DATASETS:
+            raise SpecError(f"{where}: unknown dataset {value!r}; choose one of: {', '.join(DATASETS)}")
+    if key in PATH_KEYS and isinstance(value, str):
+        value = os.path.normpath(os.path.join(spec_dir, os.path.expanduser(value)))
+    return value
+
+
+# -- loading -------------------------------------------------------------------------
+
+def load_spec(path: str) -> Spec:
+    """Read and validate a spec file; expand its grid into runs."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{path} is not valid TOML: {e}") from None
+    return parse_spec(raw, path)
+
+
+def parse_spec(raw: dict, path: str = "<spec>") -> Spec:
+    """Validate a parsed TOML document (``path`` locates relative paths and names errors)."""
+    name = os.path.basename(path)
+    spec_dir = os.path.dirname(os.path.abspath(path))
+    unknown = set(raw) - {"train", "grid", "description"}
+    if unknown:
+        raise SpecError(f"{name}: unknown top-level key {sorted(unknown)[0]!r}; "
+                        "a spec has [train], [grid] and an optional description")
+    train_raw, grid_raw = raw.get("train", {}), raw.get("grid", {})
+    if not isinstance(train_raw, dict) or not isinstance(grid_raw, dict):
+        raise SpecError(f"{name}: [train] and [grid] must be tables")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise SpecError(f"{name}: description must be a string")
+    both = sorted(set(train_raw) & set(grid_raw))
+    if both:
+        raise SpecError(f"{name}: {both[0]} is given in both [train] and [grid]; give it in one")
+    flags = train_flags()
+    train = {k: _check_entry(k, v, flags, f"{name} [train]", spec_dir) for k, v in train_raw.items()}
+    grid = {}
+    for key, values in grid_raw.items():
+        where = f"{name} [grid] {key}"
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"{where}: an axis is a non-empty list of values, got {values!r}")
+        if key != "method" and any(isinstance(v, (list, dict)) for v in values):
+            raise SpecError(f"{where}: axis values must be single values (only method entries may be lists)")
+        checked = [_check_entry(key, v, flags, where, spec_dir) for v in values]
+        if len({canonical(v) for v in checked}) != len(checked):
+            raise SpecError(f"{where}: the axis repeats a value")
+        grid[key] = checked
+    runs = expand(train, grid)
+    return Spec(path=os.path.abspath(path), train=train, grid=grid, runs=runs, description=description)
+
+
+# -- the grid -----------------------------------------------------------------------------
+
+def canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _slug_value(v) -> str:
+    if isinstance(v, list):
+        return "+".join(_slug_value(x) for x in v)
+    s = str(v).replace(":", "-").replace("=", "").replace(",", "-")
+    return re.sub(r"[^A-Za-z0-9.+_-]", "-", s)
+
+
+def run_id(axes: dict, args: dict) -> str:
+    """``method-smd-p0.5__seed-1-3fa2c91b``: axis values, then a hash of all the arguments."""
+    digest = hashlib.sha256(canonical(args).encode()).hexdigest()[:8]
+    slug = "__".join(f"{k}-{_slug_value(v)}" for k, v in axes.items())[:80]
+    return f"{slug}-{digest}" if slug else digest
+
+
+def to_argv(args: dict) -> list:
+    """The ``minicnn train`` arguments of one run (``--out`` is added by the engine)."""
+    argv = []
+    for key, value in args.items():
+        if key == "method":
+            for m in value:
+                argv += ["--method", m]
+        elif value is True:
+            argv.append(f"--{key}")
+        elif value is False:
+            continue
+        else:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+def expand(train: dict, grid: dict) -> list:
+    """Every combination of the grid's axes over the train table, in the spec's order."""
+    runs = []
+    keys = list(grid)
+    for combo in product(*(grid[k] for k in keys)) if keys else [()]:
+        axes = dict(zip(keys, combo))
+        merged = {**train, **axes}
+        args = {k: merged[k] for k in sorted(merged)}
+        runs.append(RunSpec(id=run_id(axes, args), args=args, axes=axes, argv=to_argv(args)))
+    ids = [r.id for r in runs]
+    if len(set(ids)) != len(ids):   # only if two axis values normalise to the same arguments
+        raise SpecError("two grid combinations give the same run; remove the duplicate axis value")
+    return runs

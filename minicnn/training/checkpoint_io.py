@@ -1,0 +1,240 @@
+"""Reading a ``model.npz`` defensively: a damaged or hostile file is one ``ValueError``, never more.
+
+A checkpoint (written by :func:`minicnn.training.save_checkpoint` with
+``np.savez``) is an uncompressed zip archive of ``.npy`` members::
+
+    meta.npy           0-d unicode array: JSON {"arch": str, "config": {...}, ...}
+    state/<name>.npy   one float array per parameter and buffer (model.state_dict())
+    norm_mean.npy      (C,) per-channel input mean   } optional, together
+    norm_std.npy       (C,) per-channel input std    }
+
+:func:`read_checkpoint` reads it member by member and checks, in this order,
+before it allocates anything a member *declares* (``np.load`` allocates the
+declared array first, so a header claiming 10^12 elements would ask for
+terabytes):
+
+=========================  ==================================================
+what                       checked
+=========================  ==================================================
+the archive                a zip (``zipfile``: bad structure, bad CRC-32,
+                           unsupported compression are errors); member names
+                           unique, each ``<key>.npy``
+each member's header       ``.npy`` format 1.0-3.0 (NumPy's own parser, header
+                           <= 10,000 bytes); no object dtype (nothing is ever
+                           unpickled); declared shape x item size + header ==
+                           the member's real size, else refused unread
+``meta``                   a 0-d unicode array holding a JSON object with
+                           ``arch`` (a model of :data:`minicnn.models.MODELS`)
+                           and ``config`` (see :func:`check_meta`)
+``state/*``                real floating-point arrays (values are not judged:
+                           NaN weights load, and :func:`nonfinite_entries`
+                           names them)
+``norm_mean`` / ``norm_std``  both or neither; 1-D float, same length, finite,
+                           std > 0
+=========================  ==================================================
+
+Every failure is ``ValueError("<path> is not a readable minicnn checkpoint:
+<reason>")`` on one line; a missing path is ``FileNotFoundError`` and a
+directory ``IsADirectoryError`` (as before). The fuzz test
+(``tests/test_fuzz.py``) flips, truncates and extends bytes of a real
+checkpoint, raw and member by member with valid CRCs, and holds every case to
+"this error or a correct load".
+
+Config limits (:func:`check_meta`): ``num_classes`` an integer in
+[1, MAX_CLASSES] and ``width`` a finite number in (0, MAX_WIDTH]. The model is
+built from the config *before* the arrays are matched against it, so these
+bound what a tampered config can make the loader allocate: vgg11-cifar at width
+8 is ~590 M parameters (2.4 GB), the most a CPU run could train; no minicnn
+dataset has more than 100 classes.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+
+#: largest ``num_classes`` a checkpoint may declare
+MAX_CLASSES = 10_000
+#: largest ``width`` multiplier a checkpoint may declare
+MAX_WIDTH = 8.0
+#: largest .npy header accepted (NumPy's own default limit)
+MAX_HEADER = 10_000
+
+_FORMAT_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, KeyError, TypeError, OSError, EOFError,
+                  NotImplementedError, MemoryError, OverflowError, struct.error, zlib.error)
+
+
+class _Bad(ValueError):
+    """A reason the file is not a checkpoint (becomes the one-line message)."""
+
+
+def _one_line(e) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def read_checkpoint(path) -> tuple[dict, dict[str, np.ndarray], np.ndarray | None, np.ndarray | None]:
+    """``(meta, state, mean, std)`` of the checkpoint at ``path``, every part checked (see module docstring).
+
+    ``meta`` has passed :func:`check_meta`; ``state`` maps state_dict names to
+    arrays; mean/std are None when the file holds no normalization.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"checkpoint {path} is a directory; give the model.npz inside a run directory")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        arrays = _read_members(path)
+        meta = check_meta(_meta(arrays))
+        state = {k[len("state/"):]: v for k, v in arrays.items() if k.startswith("state/")}
+        for k, v in state.items():
+            if v.dtype.kind != "f":
+                raise _Bad(f"entry {k} has dtype {v.dtype}, expected floating point")
+        mean, std = _normalization(arrays)
+    except _FORMAT_ERRORS as e:
+        raise ValueError(f"{path} is not a readable minicnn checkpoint: {_one_line(e)}") from None
+    return meta, state, mean, std
+
+
+def _read_members(path: str) -> dict[str, np.ndarray]:
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":               # every .npz is a zip archive
+            raise _Bad("not an .npz archive")
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            name = info.filename
+            if not name.endswith(".npy") or len(name) == 4:
+                raise _Bad(f"member {name!r} is not an .npy array")
+            key = name[:-4]
+            if key in out:
+                raise _Bad(f"member {name!r} appears twice")
+            with zf.open(info) as f:
+                out[key] = _read_npy(f, info.file_size, key)
+    return out
+
+
+def _read_npy(f, size: int, key: str) -> np.ndarray:
+    """One .npy member: header parsed and its declared size matched to the real size before reading data."""
+    fmt = np.lib.format
+    version = fmt.read_magic(f)
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise _Bad(f"member {key}.npy has unsupported .npy version {version}")
+    read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    try:
+        shape, fortran, dtype = read_header(f, max_header_size=MAX_HEADER)
+    except Exception as e:  # NumPy parses the header text with tokenize/ast: TokenError, SyntaxError, ... escape
+        raise _Bad(f"member {key}.npy has an unreadable header ({type(e).__name__}: {_one_line(e)})") from None
+    if dtype.hasobject:
+        raise _Bad(f"member {key}.npy holds Python objects (refused: they would need unpickling)")
+    if any(not isinstance(d, int) or d < 0 for d in shape):
+        raise _Bad(f"member {key}.npy declares an invalid shape {shape}")
+    header = f.tell()
+    need = math.prod(shape) * dtype.itemsize              # Python ints: no overflow
+    if header + need != size:
+        raise _Bad(f"member {key}.npy declares {shape} {dtype} ({need:,} bytes) but holds {size - header:,}")
+    data = f.read()                                       # to the end: zipfile checks the CRC-32 here
+    if len(data) != need:
+        raise _Bad(f"member {key}.npy is truncated")
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _meta(arrays: dict) -> dict:
+    if "meta" not in arrays:
+        raise _Bad("it holds no meta entry (which model it is)")
+    m = arrays["meta"]
+    if m.shape != () or m.dtype.kind != "U":
+        raise _Bad(f"its meta entry is not a JSON string (got {m.dtype} {m.shape})")
+    try:
+        meta = json.loads(str(m))
+    except (ValueError, RecursionError) as e:
+        raise _Bad(f"its meta entry is not valid JSON ({_one_line(e)})") from None
+    return meta
+
+
+def check_meta(meta) -> dict:
+    """Check the checkpoint metadata the model is rebuilt from; returns it (ValueError if unusable)."""
+    from ..models import MODELS
+    if not isinstance(meta, dict):
+        raise _Bad(f"its meta entry is a JSON {type(meta).__name__}, expected an object")
+    arch = meta.get("arch")
+    if not isinstance(arch, str) or not arch:
+        raise _Bad("it does not record which model it holds")
+    if arch not in MODELS:
+        raise _Bad(f"it holds an unknown model {arch!r} (known: {', '.join(MODELS)})")
+    config = meta.get("config", {})
+    if not isinstance(config, dict):
+        raise _Bad(f"its model config is a JSON {type(config).__name__}, expected an object")
+    takes = set(inspect.signature(MODELS[arch]).parameters) - {"dtype", "rng"}
+    unknown = sorted(set(config) - takes)
+    if unknown:
+        raise _Bad(f"its model config has option(s) {arch} does not take: {', '.join(map(repr, unknown))}")
+    nc = config.get("num_classes", 10)
+    if isinstance(nc, bool) or not isinstance(nc, int) or not 1 <= nc <= MAX_CLASSES:
+        raise _Bad(f"its num_classes {nc!r} is not an integer in [1, {MAX_CLASSES}]")
+    if "width" in config:
+        w = config["width"]
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= MAX_WIDTH:
+            raise _Bad(f"its width {w!r} is not a number in (0, {MAX_WIDTH:g}]")
+    return meta
+
+
+def _normalization(arrays: dict):
+    has = ("norm_mean" in arrays, "norm_std" in arrays)
+    if not any(has):
+        return None, None
+    if not all(has):
+        raise _Bad("it holds only one of norm_mean and norm_std")
+    mean, std = arrays["norm_mean"], arrays["norm_std"]
+    for name, a in (("norm_mean", mean), ("norm_std", std)):
+        if a.dtype.kind != "f" or a.ndim != 1 or a.size == 0 or not np.all(np.isfinite(a)):
+            raise _Bad(f"its {name} is not a finite 1-D float array (got {a.dtype} {a.shape})")
+    if mean.shape != std.shape:
+        raise _Bad(f"norm_mean {mean.shape} and norm_std {std.shape} differ in length")
+    if not np.all(std > 0):
+        raise _Bad("its norm_std has a value <= 0")
+    return mean, std
+
+
+def load_checkpoint(path, with_methods: bool = False):
+    """Rebuild the model of a checkpoint: ``(model, meta, mean, std)`` (what ``trainer.load_checkpoint`` returns).
+
+    :func:`read_checkpoint` checks the file; the model is then built from its
+    meta, the methods it records are rebuilt and attached (their own layers,
+    and their hooks when they act at evaluation: ``Method.acts_in_eval``),
+    and the model must take every array, with the right names and shapes.
+    ``with_methods=True`` also returns the methods.
+    """
+    from ..hooks import HookList
+    from ..models import build
+    meta, state, mean, std = read_checkpoint(path)
+    methods = []
+    try:
+        model = build(meta["arch"], **meta.get("config", {}))
+        specs = meta.get("methods") or []
+        if not isinstance(specs, list) or not all(isinstance(x, str) for x in specs):
+            raise ValueError("its methods are not a list of strings")
+        if specs:
+            from ..methods import attach, build_methods
+            methods = build_methods(specs)
+            attach(model, methods)
+            acting = [m for m in methods if m.acts_in_eval]
+            if acting:
+                model.set_hooks(HookList(acting))
+        model.load_state_dict(state)
+    except (KeyError, ValueError, TypeError) as e:
+        reason = e.args[0] if isinstance(e, KeyError) and e.args else e     # KeyError's str() adds quotes
+        raise ValueError(f"{os.fspath(path)} is not a readable minicnn checkpoint: {_one_line(reason)}") from None
+    return (model, meta, mean, std, methods) if with_methods else (model, meta, mean, std)
+
+
+def nonfinite_entries(state: dict[str, np.ndarray]) -> list[str]:
+    """Names of the state entries holding NaN or infinity (a diverged run's weights), in order."""
+    return [k for k, v in state.items() if not np.all(np.isfinite(v))]

@@ -1,0 +1,58 @@
+"""The PSG sign rule (E2-Train Eq. 2) on constructed inputs."""
+import numpy as np
+import pytest
+
+from minicnn.methods._psg import psg_sign_rule, sign_agreement
+
+
+def test_rule_on_a_constructed_layer():
+    g_msb = np.array([1.0, -0.5, 0.04, -0.05, 0.0, 0.06, -0.01])
+    g_full = np.array([0.9, 0.4, -0.03, 0.02, -0.2, 0.05, 0.01])
+    r = psg_sign_rule(g_msb, g_full, beta=0.05)          # tau = 0.05 * 1.0
+    assert r.tau == pytest.approx(0.05)
+    np.testing.assert_array_equal(r.predicted, [True, True, False, True, False, True, False])
+    # predictor where |g_msb| >= tau (even against the full sign: entries 1 and 3), full sign elsewhere
+    np.testing.assert_array_equal(r.direction, [1, -1, -1, -1, -1, 1, 1])
+    assert r.direction.dtype == g_full.dtype
+
+
+def test_beta_extremes_and_per_layer_scale():
+    rng = np.random.default_rng(0)
+    g_msb = rng.standard_normal((8, 3, 3, 3))
+    g_full = g_msb + 0.1 * rng.standard_normal(g_msb.shape)
+    all_msb = psg_sign_rule(g_msb, g_full, 0.0)          # tau 0: the predictor decides everything
+    assert all_msb.predicted.all()
+    np.testing.assert_array_equal(all_msb.direction, np.sign(g_msb))
+    only_max = psg_sign_rule(g_msb, g_full, 1.0)         # tau = max: only the largest entry is predicted
+    assert only_max.predicted.sum() == 1
+    np.testing.assert_array_equal(only_max.direction[~only_max.predicted], np.sign(g_full)[~only_max.predicted])
+    # the threshold scales with the layer: same decisions for a gradient 1000x smaller
+    small = psg_sign_rule(g_msb * 1e-3, g_full * 1e-3, 0.05)
+    big = psg_sign_rule(g_msb, g_full, 0.05)
+    np.testing.assert_array_equal(small.predicted, big.predicted)
+    np.testing.assert_array_equal(small.direction, big.direction)
+
+
+def test_agreement_and_errors():
+    g_msb = np.array([1.0, -1.0, 2.0, 0.0])
+    g_full = np.array([1.0, 1.0, 3.0, 0.0])
+    assert sign_agreement(g_msb, g_full) == 0.75
+    assert sign_agreement(g_msb, g_full, np.array([False, True, False, False])) == 0.0
+    z = psg_sign_rule(np.zeros(3), np.array([1.0, -1.0, 0.0]), 0.05)
+    assert z.tau == 0 and z.predicted.all() and np.all(z.direction == 0)
+    with pytest.raises(ValueError):
+        psg_sign_rule(np.zeros(3), np.zeros(4), 0.05)
+    with pytest.raises(ValueError):
+        psg_sign_rule(np.zeros(3), np.zeros(3), 1.5)
+
+
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0)])
+def test_conv_weight_grad_is_the_layers_dw(rng, k, s, p):
+    from minicnn.layers.conv import Conv2d
+    from minicnn.methods._psg import conv_weight_grad
+    conv = Conv2d(3, 5, k, stride=s, padding=p, bias=False, dtype=np.float64, rng=rng)
+    x = rng.standard_normal((2, 3, 7, 7))
+    y = conv.forward(x)
+    dy = rng.standard_normal(y.shape)
+    conv.backward(dy)
+    np.testing.assert_allclose(conv_weight_grad(conv, x, dy), conv.grads["weight"], rtol=1e-12, atol=1e-12)
