@@ -21,8 +21,8 @@ import inspect
 import numpy as np
 from matplotlib.figure import Figure
 
-from _lesson import QUICK, load_data, save, section
-from _runs import check, train
+from _lesson import QUICK, check, finish, load_data, save, section
+from _runs import train
 from minicnn.methods.smd import SMD, DropDecider
 from minicnn.models import build
 from minicnn.training import SGD
@@ -51,14 +51,14 @@ u = method_rng(SEED, "smd").random(16)
 pattern = [d.drop(rng) for _ in range(16)]
 for i, (ui, dropped) in enumerate(zip(u, pattern)):
     print(f"  batch {i:2d}: draw {ui:.3f} {'< 0.5 -> dropped' if dropped else '>= 0.5 -> kept'}")
-check(pattern == list(u < 0.5), "one uniform draw per scheduled batch, dropped when it is < p")
+check("one uniform draw per scheduled batch, dropped when it is < p", pattern == list(u < 0.5))
 n = 20000
 dropped = sum(d.drop(rng) for _ in range(n))
 sd = np.sqrt(n * 0.25)
 print(f"  {n} more batches: {dropped} dropped ({dropped / n:.3%}); binomial sd {sd:.0f} batches")
-check(abs(dropped - n / 2) < 5 * sd, "the drop rate is p (within 5 standard deviations)")
-check(method_rng(SEED, "smd").random() == method_rng(SEED, "smd").random() != method_rng(SEED, "smd#2").random(),
-      "the stream depends on (seed, record key) only: adding another method does not change it")
+check("the drop rate is p (within 5 standard deviations)", abs(dropped - n / 2) < 5 * sd)
+check("the stream depends on (seed, record key) only: adding another method does not change it",
+      method_rng(SEED, "smd").random() == method_rng(SEED, "smd").random() != method_rng(SEED, "smd#2").random())
 
 # ---------------------------------------------------------------------------------------------
 section("3. A dropped batch is a no-op (and the official code's was not)")
@@ -68,10 +68,10 @@ tr, summ, _ = train(ds, [smd], epochs=1, lr=LR, batch_size=BATCH, seed=SEED)
 kept, drop = smd._kept_total, smd._dropped_total
 print(f"  one epoch of {tr.state.num_batches} batches: {kept} kept, {drop} dropped")
 print(f"  trainer: batches_done {summ['batches_done']}, batches_dropped {summ['batches_dropped']}")
-check(summ["batches_done"] == kept and summ["batches_dropped"] == drop, "the trainer ran exactly the kept batches")
+check("the trainer ran exactly the kept batches", summ["batches_done"] == kept and summ["batches_dropped"] == drop)
 ratio = summ["macs"]["total"] / summ["dense_macs"]["total"]
 print(f"  ledger: actual / dense training MACs = {ratio:.4f}; kept / scheduled batches = {kept / (kept + drop):.4f}")
-check(abs(ratio - kept / (kept + drop)) < 1e-9, "MACs saved = the fraction of batches dropped, exactly")
+check("MACs saved = the fraction of batches dropped, exactly", abs(ratio - kept / (kept + drop)) < 1e-9)
 print(inspect.cleandoc("""
     The official E2-Train code (main_all.py) loaded the batch first, then on a dropped batch called
     optimizer.zero_grad(); optimizer.step(). With momentum and weight decay that step is not a no-op:
@@ -88,7 +88,7 @@ for _, layer, name in opt.params:                         # the "dropped" batch:
 opt.step()
 moved = float(np.linalg.norm(w - before) / np.linalg.norm(before))
 print(f"  conv2's weight moved by {moved:.2e} of its norm on a zero-gradient step (momentum + weight decay)")
-check(moved > 0, "a zero-gradient step still moves the weights; minicnn's dropped batch does not step at all")
+check("a zero-gradient step still moves the weights; minicnn's dropped batch does not step at all", moved > 0)
 
 # ---------------------------------------------------------------------------------------------
 section(f"4. Runs: convnet-small, {ds.name}, {N_TRAIN} images, same seed")
@@ -108,12 +108,12 @@ for label, (tr, s, secs) in runs.items():
           f"{e:>9.3f}J{e / base_e:>11.2f}{sum(secs):>9.1f}")
 paper = runs["SMD p=0.5, 4/3 epochs (paper)"][1]
 half = runs["SMD p=0.5 (equal epochs)"][1]
-check(paper["epochs"] == round(EPOCHS * 1.333), "epochs_scale lengthened the run to 4/3 of the epochs")
+check("epochs_scale lengthened the run to 4/3 of the epochs", paper["epochs"] == round(EPOCHS * 1.333))
 smd_half = half["method_records"]["smd"]
 kept_frac = smd_half["batches_kept"] / (smd_half["batches_kept"] + smd_half["batches_dropped"])
 print(f"  SMD at equal epochs kept {kept_frac:.1%} of the batches and spent {half['energy_j']['total'] / base_e:.1%}"
       " of the baseline's energy")
-check(abs(half["energy_j"]["total"] / base_e - kept_frac) < 0.01, "its energy is the kept fraction of the baseline's")
+check("its energy is the kept fraction of the baseline's", abs(half["energy_j"]["total"] / base_e - kept_frac) < 0.01)
 print("  (wall times are printed, never asserted: the machine is shared. Accuracy differences at this size are"
       "\n   within seed noise; the paper's +0.2 points needs 64k iterations of ResNet-74.)")
 
@@ -139,4 +139,4 @@ ax.set_xlim(left=0)
 ax.grid(alpha=0.3)
 ax.legend(fontsize=8, loc="lower right")
 save(fig, "06_smd_accuracy_vs_energy.png")
-print("\nDone.")
+finish()

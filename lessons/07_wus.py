@@ -23,8 +23,8 @@ import inspect
 import numpy as np
 from matplotlib.figure import Figure
 
-from _lesson import QUICK, Timer, load_data, save, section
-from _runs import check, train
+from _lesson import QUICK, check, finish, Timer, load_data, save, section
+from _runs import train
 from minicnn.cost import Ledger
 from minicnn.hooks import HookList
 from minicnn.losses import SoftmaxCrossEntropy
@@ -70,11 +70,11 @@ for e, acc in enumerate(curve):
         note = f"count reached patience -> epoch {e + 1} is normal"
     print(f"  {e:>5} {kind:>7} {100 * acc:>7.1f}% {std:>10} {ctl.best:>6.1f} {ctl.count:>6}   {note}")
 init = ctl.initial_epoch
-check(kinds[init] == NORMAL and kinds[init + 1] == WUS,
-      f"Alg. 1 switches only when epoch > initial epoch: epoch {init} normal, {init + 1} WUS")
+check(f"Alg. 1 switches only when epoch > initial epoch: epoch {init} normal, {init + 1} WUS",
+      kinds[init] == NORMAL and kinds[init + 1] == WUS)
 trig = [e for e in range(len(curve) - 1) if e > init and kinds[e] == WUS and kinds[e + 1] == NORMAL]
-check(len(trig) >= 1 and all(kinds[e + 2] == WUS for e in trig if e + 2 < len(kinds)),
-      "each time patience runs out, exactly one normal epoch follows")
+check("each time patience runs out, exactly one normal epoch follows",
+      len(trig) >= 1 and all(kinds[e + 2] == WUS for e in trig if e + 2 < len(kinds)))
 print("  (best and count carry on from the normal phase: the first trigger comes 7 non-improving\n"
       "   validations after the last new best, counted across the switch to WUS)")
 
@@ -124,11 +124,11 @@ t_wus, macs_wus = step()
 print(f"  targets of a 1L WUS epoch: {[f'{m.name}.{n}' for m, n in wus._targets]}")
 print(f"  normal step: backward of {len(ran_normal)} layers; MACs {macs_normal}; {1e3 * t_normal:.1f} ms")
 print(f"  WUS step:    backward of {sorted(ran)}; MACs {macs_wus}; {1e3 * t_wus:.1f} ms")
-check(sorted(ran) == ["fc"], "in a WUS epoch only fc's backward runs")
-check(model["fc"].grads["weight"] is None and model["fc"].grads["bias"] is not None,
-      "fc computes dL/db only: no dL/dW, no dL/dx -- the frozen gradients are never computed")
-check(macs_wus["backward_input"] == 0 and macs_wus["backward_weight"] == 0,
-      "the ledger counts no backward MACs at all (db is a sum, not MACs)")
+check("in a WUS epoch only fc's backward runs", sorted(ran) == ["fc"])
+check("fc computes dL/db only: no dL/dW, no dL/dx -- the frozen gradients are never computed",
+      model["fc"].grads["weight"] is None and model["fc"].grads["bias"] is not None)
+check("the ledger counts no backward MACs at all (db is a sum, not MACs)",
+      macs_wus["backward_input"] == 0 and macs_wus["backward_weight"] == 0)
 
 # ---------------------------------------------------------------------------------------------
 section(f"4. A run long enough to fire: resnet8, {EPOCHS} epochs, lr {LR} /10 at {MILESTONES}")
@@ -146,7 +146,7 @@ for r, k, p, s in zip(hist, kinds, per, secs):
 n_wus = kinds.count(WUS)
 print(f"  initial epoch {rec['initial_epoch']} (0-based); {n_wus} WUS epochs of {len(kinds)}; "
       f"parameter updates skipped (Eq. 1): {rec['updates_skipped_fraction_eq1']:.1%}")
-check(n_wus >= 1, "with the paper's thresholds the controller fired within the run")
+check("with the paper's thresholds the controller fired within the run", n_wus >= 1)
 macs = np.diff([0] + [r["macs_cum"] for r in hist])
 normal_macs = np.median([m for m, k in zip(macs, kinds) if k == NORMAL])
 wus_macs = np.median([m for m, k in zip(macs, kinds) if k == WUS])
@@ -154,7 +154,7 @@ t_n = np.median([s for s, k in zip(secs, kinds) if k == NORMAL][1:])
 t_w = np.median([s for s, k in zip(secs, kinds) if k == WUS])
 print(f"  a WUS epoch: {wus_macs / normal_macs:.1%} of a normal epoch's MACs (the forward pass), "
       f"{t_w / t_n:.0%} of its training time here (median; measured, not asserted)")
-check(wus_macs / normal_macs < 0.4, "a WUS epoch does less than 40% of a normal epoch's MACs")
+check("a WUS epoch does less than 40% of a normal epoch's MACs", wus_macs / normal_macs < 0.4)
 
 # ---------------------------------------------------------------------------------------------
 section("5. Why the thresholds fire late here, and WUS+LR on the same curve")
@@ -172,12 +172,13 @@ print(inspect.cleandoc(f"""
 """))
 val = [r["val_acc"] for r in hist]
 lrs = [r["lr"] for r in hist]
+scaled = 0.71 * np.sqrt(1e4 / N_VAL)
 for label, c in (("paper's threshold 0.71 (this run)", WUSController()),
-                 (f"scaled threshold {0.71 * np.sqrt(1e4 / N_VAL):.2f}", WUSController(std_threshold=0.71 * np.sqrt(1e4 / N_VAL))),
+                 (f"scaled threshold {scaled:.2f}", WUSController(std_threshold=scaled)),
                  ("WUS+LR, threshold 0.71", WUSController(lr_reset=True))):
     ks = c.run(val, lrs)
     print(f"    {label:<36} {''.join('W' if k == WUS else '.' for k in ks)}  initial epoch {c.initial_epoch}")
-check(WUSController().run(val, lrs) == kinds, "the replay with the run's options reproduces the run's decisions")
+check("the replay with the run's options reproduces the run's decisions", WUSController().run(val, lrs) == kinds)
 
 # ---------------------------------------------------------------------------------------------
 section("6. Epoch kinds over the validation curve")
@@ -205,4 +206,4 @@ ax2.set(xlabel="epoch", ylabel="pp")
 ax2.legend(fontsize=8, loc="upper right")
 ax2.grid(alpha=0.3)
 save(fig, "07_wus_epoch_kinds.png")
-print("\nDone.")
+finish()

@@ -21,8 +21,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from _lesson import QUICK, load_data, save, section
-from _runs import check, train
+from _lesson import QUICK, check, finish, load_data, save, section
+from _runs import train
 from minicnn.methods.lars_skip import LarsSkipController, conv_layout, layer_nw
 from minicnn.models import build
 
@@ -60,7 +60,7 @@ norm_dw = np.sqrt(((w1.astype(np.float64) - w0) ** 2).sum())
 nw_rec = summ["method_records"]["lars-skip"]["per_epoch"][0]["nw"]
 print(f"  {name}: ||W|| = {norm_w:.4f}, ||W - W_start|| = {norm_dw:.4f}, nw = {norm_w / norm_dw:.3f} (by hand)")
 print(f"  layer_nw(...) = {layer_nw(w1, w0):.3f}; recorded by the method: {nw_rec[name]:.3f}")
-check(abs(norm_w / norm_dw - nw_rec[name]) < 1e-9 * nw_rec[name], "Eq. 1-3 by hand = the method's record")
+check("Eq. 1-3 by hand = the method's record", abs(norm_w / norm_dw - nw_rec[name]) < 1e-9 * nw_rec[name])
 print("  nw of every conv after epoch 1 (small = moved a lot):")
 for k, v in nw_rec.items():
     print(f"    {k:<24} {v:8.1f}")
@@ -77,13 +77,13 @@ fake = {n: 10.0 for n in names}
 fake["layer2.1.conv1"] = 30.0                        # mid-block: the cut snaps down to layer2.0's end
 k, why = ctl.decide(fake, acc_fell=False, conv_order=names, allowed=allowed)
 print(f"  nw 30 at layer2.1.conv1, 10 elsewhere, alpha 25 -> freeze {k} convs: {why}")
-check(k == 10 and names[k - 1] == "layer2.0.shortcut_conv", "only whole blocks are frozen (snapped down)")
+check("only whole blocks are frozen (snapped down)", k == 10 and names[k - 1] == "layer2.0.shortcut_conv")
 k2, why2 = ctl.decide({n: 10.0 for n in names[k:]}, acc_fell=False, conv_order=names, allowed=allowed)
 print(f"  next epoch: only the trained convs are measured (the frozen ones have nw = inf); all under alpha "
       f"-> {k2} frozen ({why2})")
-check(k2 == 0, "a frozen conv's infinite nw never keeps it frozen")
+check("a frozen conv's infinite nw never keeps it frozen", k2 == 0)
 k3, why3 = ctl.decide({n: 99.0 for n in names}, acc_fell=True, conv_order=names, allowed=allowed)
-check(k3 == 0, f"after an epoch whose validation accuracy fell: a full epoch ({why3})")
+check(f"after an epoch whose validation accuracy fell: a full epoch ({why3})", k3 == 0)
 
 # ---------------------------------------------------------------------------------------------
 section(f"4. Calibrating alpha: {ARCH}, {EPOCHS} epochs, nothing frozen, nw recorded")
@@ -116,10 +116,10 @@ for r, p, b, m, bm in zip(lars_tr.state.history, rec["per_epoch"], base_tr.state
     print(f"  {r['epoch']:>5} {p['frozen_convs']:>13} {100 * r['val_acc']:>7.1f}% {100 * b['val_acc']:>8.1f}% "
           f"{m:>10.3g} {bm:>10.3g}   {p['reason']}")
 ks = rec["frozen_convs_per_epoch"]
-check(ks[0] == 0, "the first epoch trains every layer (no nw yet)")
-check(any(k > 0 for k in ks), "the calibrated alpha froze a prefix in some epoch")
-check(all(bw[e] < bbw[e] for e in range(len(ks)) if ks[e] > 0),
-      "every epoch with a frozen prefix did fewer MACs than the baseline's same epoch")
+check("the first epoch trains every layer (no nw yet)", ks[0] == 0)
+check("the calibrated alpha froze a prefix in some epoch", any(k > 0 for k in ks))
+check("every epoch with a frozen prefix did fewer MACs than the baseline's same epoch",
+      all(bw[e] < bbw[e] for e in range(len(ks)) if ks[e] > 0))
 saved = 1 - lars["macs"]["total"] / base["macs"]["total"]
 saved_bw = 1 - (lars["macs"]["backward_input"] + lars["macs"]["backward_weight"]) / \
     (base["macs"]["backward_input"] + base["macs"]["backward_weight"])
@@ -127,7 +127,7 @@ print(f"  MACs saved over the run: {saved:.1%} (backward: {saved_bw:.1%}); train
       f"{sum(lars_secs):.1f} s vs {sum(base_secs):.1f} s (measured, not asserted)")
 print(f"  final test accuracy {lars['final_test_acc']:.1%} vs baseline {base['final_test_acc']:.1%}; "
       "decisions were made on the validation accuracy")
-check(saved > 0, "the ledger shows the backward work not done")
+check("the ledger shows the backward work not done", saved > 0)
 
 # ---------------------------------------------------------------------------------------------
 section("6. nw per conv over the epochs, frozen prefix shaded")
@@ -158,4 +158,4 @@ ax2.set(xlabel="epoch", ylabel="nw = ||W|| / ||dW||", title="nw with nothing fro
 ax2.grid(alpha=0.3)
 ax2.legend(fontsize=6, ncol=2, loc="upper left")
 save(fig, "08_lars_nw.png")
-print("\nDone.")
+finish()

@@ -5,13 +5,9 @@ SGD, a schedule for the run stretched by the methods' ``epochs_scale``
 (milestones stretched too), a ledger, and trains. It returns the trainer,
 the summary and the training time of each epoch *without* evaluation
 (``EpochTimer``), which is what the method papers compare.
-
-``check(ok, what)`` prints ``[ok] what`` or stops the lesson with
-``[FAIL] what`` (exit status 1), so that the lesson tests assert every check.
 """
 from __future__ import annotations
 
-import sys
 import time
 
 from minicnn.cost import Ledger
@@ -19,14 +15,6 @@ from minicnn.hooks import Hook
 from minicnn.methods import attach, build_methods, epochs_scale, run_length
 from minicnn.models import build
 from minicnn.training import SGD, Trainer, make_schedule, stretch_milestones
-
-
-def check(ok: bool, what: str) -> None:
-    if ok:
-        print(f"  [ok] {what}")
-    else:
-        print(f"  [FAIL] {what}")
-        sys.exit(1)
 
 
 class EpochTimer(Hook):
