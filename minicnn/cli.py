@@ -230,7 +230,11 @@ def _resume(a):
 
 
 def _run(job, out, resume, progress):
+    import warnings
     from .kernels import cache_is_warm
+    # a diverging run overflows in the GEMM threads, where np.errstate (thread-local) does not reach:
+    # the trainer reports divergence once, in one line, so NumPy's warnings would only repeat it
+    warnings.filterwarnings("ignore", category=RuntimeWarning, message=r"(overflow|invalid value)")
     from .training import Trainer, TrainingInterrupted
     ds, cfg = job["ds"], job["config"]
     trainer = Trainer(job["model"], ds, job["opt"], job["schedule"], job["epochs"], batch_size=cfg["batch_size"],

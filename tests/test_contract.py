@@ -264,8 +264,8 @@ class Longer(Method):
 def test_epochs_scale_lengthens_the_run_and_stretches_the_milestones():
     assert run_length(4, [Longer()]) == 6 and run_length(3, [Longer(1.333)]) == 4
     job = build_run(dict(method=["test-longer"], epochs=4, schedule="step", milestones=[2, 3], lr=0.1))
-    assert job["epochs"] == 6 and job["config"]["milestones_run"] == [3, 4]
-    assert [job["schedule"].lr_at(e) for e in range(6)] == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.001, 0.001])
+    assert job["epochs"] == 6 and job["config"]["milestones_run"] == [3, 5]      # 4.5 rounds half up
+    assert [job["schedule"].lr_at(e) for e in range(6)] == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 0.001])
 
 
 # -- 10. conformance ---------------------------------------------------------------------------------------

@@ -429,7 +429,8 @@ def test_report_html_renders_in_headless_chromium(local_sweep, tmp_path):
 
 def _strip_times(obj):
     if isinstance(obj, dict):
-        return {k: _strip_times(v) for k, v in obj.items() if "wall_time" not in k and k != "out"}
+        return {k: _strip_times(v) for k, v in obj.items()
+                if "wall_time" not in k and "train_time" not in k and k != "out"}
     if isinstance(obj, list):
         return [_strip_times(v) for v in obj]
     return obj
