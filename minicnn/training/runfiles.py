@@ -24,6 +24,7 @@ process dies, however it dies, so a killed run never leaves a stale lock.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -47,13 +48,19 @@ class RunDirError(Exception):
     """A run directory that cannot be used as asked (a one-line message for the user)."""
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
+@contextlib.contextmanager
+def atomic_file(path: str):
+    """Open a temporary file beside ``path`` for writing (binary); on success it replaces ``path``.
+
+    If the block raises (or the process dies), ``path`` keeps its old content and the temporary
+    file is removed (or, after a kill, left as ``.<name>.*.tmp``, never read).
+    """
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
     os.chmod(tmp, _umask_mode())       # mkstemp makes 0600; a run's files are ordinary files
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -61,6 +68,11 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 def atomic_write_json(path: str, obj, indent=2) -> None:
@@ -74,19 +86,8 @@ def atomic_write_text(path: str, text: str) -> None:
 def atomic_savez(path: str, **arrays) -> None:
     """``np.savez`` to a temporary file, then rename it to ``path``."""
     import numpy as np
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp.npz", dir=d)
-    os.chmod(tmp, _umask_mode())
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as f:
+        np.savez(f, **arrays)
 
 
 class RunLock:
