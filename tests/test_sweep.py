@@ -126,7 +126,7 @@ def test_spec_grid_expansion_flags_paths_and_combinations(tmp_path):
 
 # -- a tiny real sweep on the local pool, shared by the tests below -----------------------------
 
-FIX_TRAIN = {**TINY_TRAIN, "epochs": 2}
+FIX_TRAIN = {**TINY_TRAIN, "epochs": 3}   # the kill comes after epoch 1: two epochs of margin
 GRID = {"method": ["baseline", "freeze:layers=conv1", "freeze:layers=nosuchlayer"], "seed": [0, 1]}
 
 
@@ -151,7 +151,7 @@ def _wait_for(cond, timeout=180.0, step=0.05):
 
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory):
-    """A sweep of six 2-epoch runs on 2 workers (two of them fail), killed with SIGKILL once the
+    """A sweep of six 3-epoch runs on 2 workers (two of them fail), killed with SIGKILL once the
     first runs completed and a later one finished epoch 1, then run again to the end."""
     import signal
     d = tmp_path_factory.mktemp("sweep")
@@ -217,7 +217,7 @@ def test_killed_sweep_leaves_no_orphan_and_resumes_without_redoing_or_losing_run
                 assert f.read().count("$ minicnn train --resume") == 1   # the command the sweep ran
         if x["status"] == "completed":         # every epoch exactly once, none lost
             with open(os.path.join(out, x["dir"], "metrics.jsonl")) as f:
-                assert [json.loads(ln)["epoch"] for ln in f if ln.strip()] == [1, 2]
+                assert [json.loads(ln)["epoch"] for ln in f if ln.strip()] == [1, 2, 3]
             with open(os.path.join(out, x["dir"], "summary.json")) as f:
                 assert json.load(f)["status"] == "completed"
 

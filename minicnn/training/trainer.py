@@ -124,11 +124,13 @@ class TrainState:
         return self.history[epoch][self.control_metric] if self.history else None
 
 
-def evaluate(model, x_u8, y, batch_size=256, mean=None, std=None):
+def evaluate(model, x_u8, y, batch_size=256, mean=None, std=None, before_batch=None):
     """Accuracy and mean loss of ``model`` on uint8 images (eval mode; no gradient).
 
     Hooks attached to the model see these forwards with ``layer.training``
     False: the ledger counts them as ``eval``, never as training.
+    ``before_batch`` (no arguments) is called before each batch (the trainer
+    checks there for a requested stop).
     """
     from ..data import BatchIterator
     it = BatchIterator(x_u8, y, batch_size, shuffle=False, mean=mean, std=std)
@@ -138,6 +140,8 @@ def evaluate(model, x_u8, y, batch_size=256, mean=None, std=None):
     total_loss, correct, n = 0.0, 0, 0
     try:
         for xb, yb in it:
+            if before_batch is not None:
+                before_batch()
             logits = model.forward(xb)
             total_loss += loss_fn.forward(logits, yb) * len(yb)
             correct += int((logits.argmax(axis=1) == yb).sum())
@@ -347,9 +351,9 @@ class Trainer:
                   "train_loss": loss_sum / seen if seen else None,
                   "train_acc": correct / seen if seen else None}
         if s.has_val:
-            ev = evaluate(self.model, self.val_x, self.val_y, self.eval_batch_size, self.mean, self.std)
+            ev = evaluate(self.model, self.val_x, self.val_y, self.eval_batch_size, self.mean, self.std, _check_stop)
             record.update(val_loss=ev["loss"], val_acc=ev["accuracy"])
-        ev = evaluate(self.model, ds.test_x, ds.test_y, self.eval_batch_size, self.mean, self.std)
+        ev = evaluate(self.model, ds.test_x, ds.test_y, self.eval_batch_size, self.mean, self.std, _check_stop)
         record.update(test_loss=ev["loss"], test_acc=ev["accuracy"])
         record.update(batches_cum=s.batches_done, batches_dropped_cum=s.batches_dropped)
         if self.ledger is not None:
