@@ -124,7 +124,7 @@ def test_frozen_prefix_backward_never_runs_resnet8():
     assert "layer2.0.conv1" in ran
     # the first trained conv computes dW but no dx (nothing below it trains)
     assert m["layer2"][0].conv1.grads["weight"] is not None
-    assert all(l.grads[p] is None for l, p in meth._frozen)
+    assert all(l.grads[p] is None for l, p in meth._frozen.pairs)
     # only the convs that trained are measured at the epoch's end
     m["layer2"][0].conv1.params["weight"] *= 1.5
     meth.on_epoch_end(st)

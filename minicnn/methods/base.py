@@ -106,6 +106,31 @@ class Method(Hook):
             raise ValueError(f"method {self.key or self.name}: unexpected saved state {sorted(state)}")
 
 
+class FrozenParams:
+    """The parameters one method froze, so that it gives back exactly those.
+
+    Several methods may freeze at once (WUS with LARS skipping, freeze with
+    anything): a method must never unfreeze what another froze. ``freeze``
+    turns off ``requires_grad`` of the given ``(layer, name)`` pairs that
+    still train and remembers them; ``release`` turns those back on.
+    """
+
+    def __init__(self):
+        self.pairs: list[tuple[object, str]] = []
+
+    def freeze(self, pairs) -> None:
+        for layer, name in pairs:
+            if layer.requires_grad.get(name, False):
+                layer.requires_grad[name] = False
+                layer.grads[name] = None
+                self.pairs.append((layer, name))
+
+    def release(self) -> None:
+        for layer, name in self.pairs:
+            layer.requires_grad[name] = True
+        self.pairs = []
+
+
 class Combination(Method):
     """A named combination of methods (e2train = smd + slu + psg): ``parts()`` are run instead.
 

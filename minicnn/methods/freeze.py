@@ -10,7 +10,7 @@ the optimizer skips the frozen params, so the saved work shows in the ledger.
 """
 from __future__ import annotations
 
-from .base import Method, register_method
+from .base import FrozenParams, Method, register_method
 
 
 @register_method("freeze")
@@ -34,21 +34,15 @@ class Freeze(Method):
         if not found:
             raise ValueError(f"method freeze: no layer matches {self.layers!r}")
         self._found = [m for m in found if m.params]
-        self._frozen = []
+        self._frozen = FrozenParams()
 
     def on_epoch_begin(self, state):
-        active = self.start <= state.epoch < self.stop
-        if active:
-            for layer in self._found:
-                for name in layer.params:
-                    if self.params in ("all", name) and layer.requires_grad[name]:
-                        layer.requires_grad[name] = False
-                        self._frozen.append((layer, name))
+        if self.start <= state.epoch < self.stop:
+            self._frozen.freeze((layer, name) for layer in self._found for name in layer.params
+                                if self.params in ("all", name))
         else:   # give back only what this method froze, not what another method froze
-            for layer, name in self._frozen:
-                layer.requires_grad[name] = True
-            self._frozen = []
+            self._frozen.release()
 
     def epoch_record(self, state):
         """Which params this method kept frozen in the epoch that just ended."""
-        return {"frozen": sorted(f"{layer.name}.{name}" for layer, name in self._frozen)}
+        return {"frozen": sorted(f"{layer.name}.{name}" for layer, name in self._frozen.pairs)}

@@ -80,7 +80,7 @@ import math
 
 import numpy as np
 
-from .base import Method, register_method
+from .base import FrozenParams, Method, register_method
 
 #: calibrated on the CIFAR-10 slice, resnet20 at lr 0.05 (see the module docstring)
 DEFAULT_ALPHA = 40.0
@@ -184,7 +184,7 @@ class LarsSkip(Method):
         self.controller = LarsSkipController(alpha, mode)
         self.alpha, self.mode = float(alpha), mode
         self._k = 0                       # convs frozen in the coming/current epoch
-        self._frozen: list[tuple[object, str]] = []
+        self._frozen = FrozenParams()
         self._prev_acc: float | None = None
         self._record: dict = {}
         self.history: list[dict] = []
@@ -196,14 +196,8 @@ class LarsSkip(Method):
         self._names = [c.name for c in self._convs]
 
     def on_epoch_begin(self, state):
-        for m, n in self._frozen:        # give back only what this method froze
-            m.requires_grad[n] = True
-        self._frozen = []
-        for m, n in self._frozen_sets[self._k]:
-            if m.requires_grad[n]:
-                m.requires_grad[n] = False
-                m.grads[n] = None
-                self._frozen.append((m, n))
+        self._frozen.release()           # give back only what this method froze
+        self._frozen.freeze(self._frozen_sets[self._k])
         # snapshot the weights of the convs that train this epoch (Eq. 3's W_{epoch-1})
         self._start = {c.name: c.params["weight"].copy() for c in self._convs if c.requires_grad["weight"]}
 

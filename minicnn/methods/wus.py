@@ -71,7 +71,7 @@ import math
 
 import numpy as np
 
-from .base import Method, register_method
+from .base import FrozenParams, Method, register_method
 
 NORMAL, WUS = "normal", "wus"
 
@@ -192,7 +192,7 @@ class _WUSBase(Method):
         self.patience, self.delta, self.std_threshold, self.window, self.layers = \
             patience, delta, std_threshold, window, layers
         self.kinds: list[str] = []
-        self._frozen: list[tuple[object, str]] = []
+        self._frozen = FrozenParams()
         self._prev_lr: float | None = None
 
     def on_train_begin(self, state):
@@ -214,15 +214,9 @@ class _WUSBase(Method):
         kind = self.controller.kind_of(state.epoch, lr_changed)
         self.kinds.append(kind)
         if kind == WUS:
-            for m, n in self._to_freeze:
-                if m.requires_grad[n]:
-                    m.requires_grad[n] = False
-                    m.grads[n] = None
-                    self._frozen.append((m, n))
+            self._frozen.freeze(self._to_freeze)
         else:   # give back only what this method froze, not what another method froze
-            for m, n in self._frozen:
-                m.requires_grad[n] = True
-            self._frozen = []
+            self._frozen.release()
 
     def on_epoch_end(self, state):
         self.controller.observe(state.epoch, state.control_acc())
