@@ -36,9 +36,9 @@ import time
 import numpy as np
 from matplotlib.figure import Figure
 
-from _lesson import QUICK, Timer, check, finish, load_data, out_dir, save, section
+from _lesson import QUICK, Grab, Timer, check, finish, load_data, out_dir, save, section
 from minicnn.cost import Ledger
-from minicnn.hooks import Hook, HookList
+from minicnn.hooks import HookList
 from minicnn.kernels.conv2d import conv2d_backward
 from minicnn.kernels.sparse_conv import sparse_conv2d_backward, sparse_crossover
 from minicnn.losses import SoftmaxCrossEntropy
@@ -55,23 +55,6 @@ rng = np.random.default_rng(0)
 
 # ---------------------------------------------------------------------------------------------
 section("1. A real activation gradient, its DBTD threshold, and Algorithm 1")
-
-
-class Grab(Hook):
-    """Keeps a copy of dL/dy arriving at one layer (after BatchNorm's backward, for a ResNet conv)."""
-
-    def __init__(self, name):
-        self.name, self.dy, self.x = name, None, None
-
-    def forward_input(self, layer, x):
-        if layer.name == self.name:
-            self.x = x.copy()
-        return x
-
-    def backward_output_grad(self, layer, dy):
-        if layer.name == self.name:
-            self.dy = dy.copy()
-        return dy
 
 
 ds = load_data(N_TRAIN, N_TEST, seed=0)

@@ -28,9 +28,9 @@ import shutil
 import numpy as np
 from matplotlib.figure import Figure
 
-from _lesson import QUICK, Timer, check, finish, load_data, out_dir, save, section
+from _lesson import QUICK, Grab, Timer, check, finish, load_data, out_dir, save, section
 from minicnn.cost import Ledger
-from minicnn.hooks import Hook, HookList
+from minicnn.hooks import HookList
 from minicnn.losses import SoftmaxCrossEntropy
 from minicnn.methods import build_methods
 from minicnn.methods._psg import conv_weight_grad, psg_sign_rule
@@ -82,21 +82,6 @@ save(fig, "10_number_line.png")
 
 # ---------------------------------------------------------------------------------------------
 section("2. One PSG step by hand on a real conv: how good is the sign predictor?")
-
-
-class Grab(Hook):
-    def __init__(self, name):
-        self.name, self.x, self.dy = name, None, None
-
-    def forward_input(self, layer, x):
-        if layer.name == self.name:
-            self.x = x.copy()
-        return x
-
-    def backward_output_grad(self, layer, dy):
-        if layer.name == self.name:
-            self.dy = dy.copy()
-        return dy
 
 
 ds = load_data(N_TRAIN, N_TEST, seed=0)

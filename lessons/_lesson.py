@@ -139,3 +139,25 @@ def finish() -> None:
     print(f"CHECKS: {len(_passed)} passed, {len(_failed)} failed", flush=True)
     if _failed:
         sys.exit(1)
+
+
+class Grab:
+    """A hook that keeps copies of one layer's input x and of the dL/dy arriving at it.
+
+    ``model.set_hooks(HookList([Grab("layer1.0.conv2")]))``, one forward and
+    backward, then read ``grab.x`` and ``grab.dy`` (for a ResNet conv, dy is
+    the gradient after BatchNorm's backward: where pruning and PSG act).
+    """
+
+    def __init__(self, name):
+        self.name, self.x, self.dy = name, None, None
+
+    def forward_input(self, layer, x):
+        if layer.name == self.name:
+            self.x = x.copy()
+        return x
+
+    def backward_output_grad(self, layer, dy):
+        if layer.name == self.name:
+            self.dy = dy.copy()
+        return dy
