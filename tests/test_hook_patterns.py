@@ -84,7 +84,7 @@ def test_fixed_point_emulation_through_hooks():
     conv = model["conv2"]
     model.set_hooks(HookList([method]))
     model.eval()
-    y_hooked = model._forward_child(conv, x)
+    y_hooked = model.forward_child(conv, x)
     ref = Conv2d(32, 32, 3, padding=1, bias=False)
     ref.params["weight"][...] = quantize(w)
     np.testing.assert_allclose(y_hooked, ref.eval().forward(quantize(x)), rtol=1e-5, atol=1e-6)

@@ -185,7 +185,6 @@ class Ledger(Hook):
             self._types[layer.name] = kind or type(layer).__name__
         per[phase] += c
 
-    _meter = meter
 
     # -- trainer-level hooks -----------------------------------------------------------------
     def on_train_begin(self, state):
@@ -207,7 +206,7 @@ class Ledger(Hook):
     def forward_output(self, layer, x, y):
         phase = "forward" if layer.training else "eval"
         if not layer.is_container:
-            m = self._meter(layer)
+            m = self.meter(layer)
             xt, yt = Tensor.of(x, m.fmt("input")), Tensor.of(y, m.fmt("output"))
             self._add(layer, phase, rule_for(layer).forward(m, layer, Work(xt, yt, training=layer.training)))
             if phase == "forward":
@@ -216,7 +215,7 @@ class Ledger(Hook):
             rows = residual_rows(layer, y.shape[0])
             if rows:
                 t = Tensor((rows,) + tuple(y.shape[1:]))
-                self._add(layer, phase, rule_for(layer).forward(self._meter(layer), layer, Work(t, t)), kind="add")
+                self._add(layer, phase, rule_for(layer).forward(self.meter(layer), layer, Work(t, t)), kind="add")
         return y
 
     def observe_backward(self, layer, dy, dx):
@@ -226,9 +225,9 @@ class Ledger(Hook):
                 if rows:
                     t = Tensor((rows,) + tuple(dx.shape[1:]))
                     self._add(layer, "backward_input",
-                              rule_for(layer).backward_input(self._meter(layer), layer, Work(t, t, t, t)), kind="add")
+                              rule_for(layer).backward_input(self.meter(layer), layer, Work(t, t, t, t)), kind="add")
             return
-        m, rule = self._meter(layer), rule_for(layer)
+        m, rule = self.meter(layer), rule_for(layer)
         xt, yt, training = self._forward_tensors(layer, dy, dx)
         grads = frozenset(p for p in layer.params
                           if layer.requires_grad.get(p, False) and layer.grads.get(p) is not None)
@@ -261,7 +260,7 @@ class Ledger(Hook):
         """The optimizer updated ``layer.params[param_name]`` touching ``n_state`` state tensors."""
         if param_name not in layer.params:
             raise KeyError(f"cost ledger: {layer.name} has no parameter {param_name!r}")
-        m = self._meter(layer)
+        m = self.meter(layer)
         role = "grad_weight" if param_name == "weight" else "grad_bias"
         g = layer.grads.get(param_name)
         gt = Tensor.of(g, m.fmt(role)) if g is not None else None

@@ -126,8 +126,6 @@ class Container(Layer):
             child.grads[n] = g
         return dx
 
-    _forward_child = forward_child
-    _backward_child = backward_child
 
     def _backward_chain(self, chain: list[Layer], dy: np.ndarray, need_input_grad: bool):
         """Backward through ``chain`` (forward order), stopping as early as possible.
@@ -143,7 +141,7 @@ class Container(Layer):
             child = chain[i]
             # dL/dx of child i feeds child i-1: needed if some child below i trains, i.e. i > lowest
             child.needs_input_grad = need_input_grad or i > lowest
-            dy = self._backward_child(child, dy)
+            dy = self.backward_child(child, dy)
         return dy if need_input_grad and chain else None
 
 
@@ -182,7 +180,7 @@ class Sequential(Container):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         for child in self.children():
-            x = self._forward_child(child, x)
+            x = self.forward_child(child, x)
         return x
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:

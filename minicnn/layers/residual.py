@@ -109,25 +109,25 @@ class BasicBlock(Container):
         # shortcut branch
         s = x
         for layer in self.shortcut_branch():
-            s = self._forward_child(layer, s)
+            s = self.forward_child(layer, s)
 
         # residual branch, on the kept samples only when gated
         kept = self.executed_mask
         if self.executed_count > 0:
             h = x if kept is None else x[kept]
             for layer in self.main_branch():
-                h = self._forward_child(layer, h)
+                h = self.forward_child(layer, h)
             if kept is None:
                 s = s + h
             else:
                 s = s.copy()
                 s[kept] += h
         # (the add is counted by the ledger when the parent container reports this block)
-        return self._forward_child(self.relu_out, s)
+        return self.forward_child(self.relu_out, s)
 
     def backward(self, dy):
         need_dx = self.needs_input_grad
-        d_sum = self._backward_child(self.relu_out, dy)
+        d_sum = self.backward_child(self.relu_out, dy)
 
         kept = self.executed_mask
         dx_main = None

@@ -210,8 +210,6 @@ class Trainer:
                                 ledger=ledger, run_dir=run_dir, input_shape=dataset.train_x.shape[1:],
                                 has_val=len(self.val_y) > 0)
         self.state.schedule = schedule   # read-only for methods (wus-lr refuses a schedule that changes every epoch)
-        if ledger is not None:
-            ledger.formats = self.state.formats
         self._epoch_records: dict[str, list] = {k: [] for k in self.keys}
         self._last_good = None        # weights at the end of the last finished epoch (for divergence)
         self._elapsed = 0.0           # wall time of earlier sessions of a resumed run
