@@ -98,34 +98,37 @@ def _parser():
     p = _Parser(prog="minicnn", description="Train CNNs in NumPy+numba and count the cost of training.")
     sub = p.add_subparsers(dest="command", required=True)
 
+    from .training.setup import DEFAULTS
     t = sub.add_parser("train", help="train a model; with no arguments, a quick run on synthetic data")
-    t.add_argument("--model", default=None, help=f"one of {', '.join(MODELS)} (default: convnet-small)")
-    t.add_argument("--dataset", default="synthetic", help="synthetic (built in), cifar10 or cifar100")
-    t.add_argument("--data-dir", default=None, help="CIFAR directory (python or binary format)")
-    t.add_argument("--epochs", type=_positive_int, default=None,
+    t.add_argument("--model", help=f"one of {', '.join(MODELS)} (default: convnet-small)")
+    t.add_argument("--dataset", help="synthetic (built in), cifar10 or cifar100")
+    t.add_argument("--data-dir", help="CIFAR directory (python or binary format)")
+    t.add_argument("--epochs", type=_positive_int,
                    help="default 5 on synthetic data (under a minute on 2 cores), 4 otherwise")
-    t.add_argument("--batch-size", type=_positive_int, default=128)
-    t.add_argument("--lr", type=_nonneg_float, default=0.01)
-    t.add_argument("--momentum", type=_momentum_type, default=0.9, help="in [0, 1)")
-    t.add_argument("--weight-decay", type=_nonneg_float, default=5e-4)
+    t.add_argument("--batch-size", type=_positive_int)
+    t.add_argument("--lr", type=_nonneg_float)
+    t.add_argument("--momentum", type=_momentum_type, help="in [0, 1)")
+    t.add_argument("--weight-decay", type=_nonneg_float)
     t.add_argument("--nesterov", action="store_true")
-    t.add_argument("--schedule", default="cosine", choices=("constant", "step", "cosine"))
-    t.add_argument("--milestones", type=_milestones_type, default=None, metavar="E1,E2,...",
+    t.add_argument("--schedule", choices=("constant", "step", "cosine"))
+    t.add_argument("--milestones", type=_milestones_type, metavar="E1,E2,...",
                    help="with --schedule step: multiply the lr by --gamma at these epochs (like PyTorch's "
                         "MultiStepLR; without it, step decays every third of the run)")
-    t.add_argument("--gamma", type=_positive_float, default=0.1, help="lr decay factor of the step schedule")
-    t.add_argument("--augment", default="none", help="comma-separated: flip,crop, or none")
-    t.add_argument("--width", type=_positive_float, default=None, help="channel multiplier for alexnet-cifar/alexnet-ye/vgg11-cifar")
-    t.add_argument("--train-images", type=_positive_int, default=None, help="train on a class-balanced subset")
-    t.add_argument("--val-images", type=_nonneg_int, default=0,
+    t.add_argument("--gamma", type=_positive_float, help="lr decay factor of the step schedule")
+    t.add_argument("--augment", help="comma-separated: flip,crop, or none")
+    t.add_argument("--width", type=_positive_float, help="channel multiplier for alexnet-cifar/alexnet-ye/vgg11-cifar")
+    t.add_argument("--train-images", type=_positive_int, help="train on a class-balanced subset")
+    t.add_argument("--val-images", type=_nonneg_int,
                    help="carve a class-balanced validation set of N training images; methods that decide "
                         "from accuracy (WUS, LARS skipping) read it instead of the test set")
-    t.add_argument("--method", action="append", default=[], metavar="NAME[:key=value,...]",
+    t.add_argument("--method", action="append", metavar="NAME[:key=value,...]",
                    help="a training method (repeatable); 'baseline' adds none")
     t.add_argument("--stats", action="store_true", help="record per-layer statistics (stats.jsonl)")
-    t.add_argument("--stats-every", type=_positive_int, default=10, help="record statistics every k batches")
+    t.add_argument("--stats-every", type=_positive_int, help="record statistics every k batches")
     _energy_args(t)
-    t.add_argument("--seed", type=_nonneg_int, default=0)
+    # one source of truth for the defaults: what build_run uses when a flag is absent (a sweep spec, --resume)
+    t.set_defaults(**DEFAULTS)
+    t.add_argument("--seed", type=_nonneg_int)
     t.add_argument("--out", default=None, help="run directory (default runs/<model>-<dataset>-<time>)")
     t.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue the interrupted run in RUN_DIR with its recorded configuration")
