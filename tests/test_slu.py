@@ -329,3 +329,11 @@ def test_e2train_is_its_parts_built_by_name():
     finally:
         for name in added:
             METHODS.pop(name)
+
+
+def test_e2train_with_its_real_parts_passes_the_conformance_test():
+    """smd + slu + psg composed by name: stretched dense figure, frozen params, records, resume identity."""
+    from minicnn.methods.conformance import check_method
+    summary = check_method("e2train", train_images=64)
+    assert sorted(summary["method_records"]) == ["psg", "slu", "smd"]
+    assert summary["epochs"] == 3                        # 2 epochs stretched by 1.333
