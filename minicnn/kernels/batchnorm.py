@@ -17,13 +17,22 @@ Backward reductions (per channel)::
 
 and the input gradient is an affine map of (dy, x) per channel, so one pass
 ``dx = A*dy + B*(x - mu) + C`` applies it (A, B, C computed by the layer, see
-``minicnn.layers.batchnorm``). Reductions are parallel over channels, the
-elementwise passes over the N*C planes. First call per dtype compiles.
+``minicnn.layers.batchnorm``). First call per dtype compiles.
+
+Threads: each kernel is a single-threaded, GIL-free loop over a range of
+channels (the reductions) or of the N*C image planes (the elementwise
+passes); the public function gives each thread one contiguous range
+(:func:`minicnn.kernels.gemm.run_slices`). Ranges never share an output
+entry, so there are no races, and each channel's sum runs in the same order
+whatever the thread count. (numba's ``parallel=True`` ran as fast but took
+about 1 s more to compile per kernel: the cold start.)
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from .gemm import run_slices
 
 
 # float64 accumulators with reassociation allowed (fastmath 'reassoc'), so the
@@ -31,15 +40,22 @@ from numba import njit, prange
 _REDUCE = {"reassoc", "contract"}
 
 
-@njit(parallel=True, cache=True, fastmath=_REDUCE)
 def channel_mean_var(x):
     """Per-channel mean and biased variance of x (N,C,H,W), as float64 arrays (C,)."""
-    N, C, H, W = x.shape
-    HW = H * W
+    C = x.shape[1]
     mean = np.empty(C, dtype=np.float64)
     var = np.empty(C, dtype=np.float64)
+    run_slices(lambda k, c0, c1: _channel_mean_var(x, c0, c1, mean, var), C)
+    return mean, var
+
+
+@njit(nogil=True, cache=True, fastmath=_REDUCE)
+def _channel_mean_var(x, c0, c1, mean, var):
+    """mean[c], var[c] for the channels c0 <= c < c1."""
+    N, C, H, W = x.shape
+    HW = H * W
     n = N * HW
-    for c in prange(C):
+    for c in range(c0, c1):
         shift = np.float64(x[0, c, 0, 0])
         s = 0.0
         s2 = 0.0
@@ -53,14 +69,19 @@ def channel_mean_var(x):
         mean[c] = shift + m
         v = s2 / n - m * m
         var[c] = v if v > 0.0 else 0.0
-    return mean, var
 
 
-@njit(parallel=True, cache=True)
 def channel_affine(x, scale, shift, y):
     """y[n,c] = x[n,c] * scale[c] + shift[c] (the normalization, folded)."""
+    run_slices(lambda k, p0, p1: _channel_affine(x, scale, shift, y, p0, p1), x.shape[0] * x.shape[1])
+    return y
+
+
+@njit(nogil=True, cache=True)
+def _channel_affine(x, scale, shift, y, p0, p1):
+    """channel_affine on the image planes p0 <= p < p1 (plane p = sample p // C, channel p % C)."""
     N, C, H, W = x.shape
-    for p in prange(N * C):
+    for p in range(p0, p1):
         b, c = p // C, p % C
         a = scale[c]
         t = shift[c]
@@ -69,17 +90,23 @@ def channel_affine(x, scale, shift, y):
         for h in range(H):
             for w in range(W):
                 dst[h, w] = src[h, w] * a + t
-    return y
 
 
-@njit(parallel=True, cache=True, fastmath=_REDUCE)
 def channel_grad_sums(dy, x, mean):
     """Per channel: sum_k dy_k and sum_k dy_k * (x_k - mean[c]), float64 arrays (C,)."""
-    N, C, H, W = x.shape
-    HW = H * W
+    C = x.shape[1]
     sdy = np.empty(C, dtype=np.float64)
     sdyx = np.empty(C, dtype=np.float64)
-    for c in prange(C):
+    run_slices(lambda k, c0, c1: _channel_grad_sums(dy, x, mean, sdy, sdyx, c0, c1), C)
+    return sdy, sdyx
+
+
+@njit(nogil=True, cache=True, fastmath=_REDUCE)
+def _channel_grad_sums(dy, x, mean, sdy, sdyx, c0, c1):
+    """sdy[c], sdyx[c] for the channels c0 <= c < c1."""
+    N, C, H, W = x.shape
+    HW = H * W
+    for c in range(c0, c1):
         m = mean[c]
         s = 0.0
         s2 = 0.0
@@ -92,17 +119,22 @@ def channel_grad_sums(dy, x, mean):
                 s2 += gv * (np.float64(v[k]) - m)
         sdy[c] = s
         sdyx[c] = s2
-    return sdy, sdyx
 
 
-@njit(parallel=True, cache=True)
 def channel_affine2(dy, x, mean, a, b, c0, dx):
     """dx[n,c] = a[c]*dy[n,c] + b[c]*(x[n,c] - mean[c]) + c0[c] (BN's input gradient, folded).
 
     Centering x before scaling avoids the cancellation of ``b*x - b*mean`` when |mean| >> std.
     """
+    run_slices(lambda k, p0, p1: _channel_affine2(dy, x, mean, a, b, c0, dx, p0, p1), x.shape[0] * x.shape[1])
+    return dx
+
+
+@njit(nogil=True, cache=True)
+def _channel_affine2(dy, x, mean, a, b, c0, dx, p0, p1):
+    """channel_affine2 on the image planes p0 <= p < p1."""
     N, C, H, W = x.shape
-    for p in prange(N * C):
+    for p in range(p0, p1):
         n, c = p // C, p % C
         ac = a[c]
         bc = b[c]
@@ -114,4 +146,3 @@ def channel_affine2(dy, x, mean, a, b, c0, dx):
         for h in range(H):
             for w in range(W):
                 d[h, w] = ac * g[h, w] + bc * (v[h, w] - mc) + cc
-    return dx

@@ -1,46 +1,43 @@
-"""Elementwise kernels (numba, parallel over flat chunks, cache=True).
+"""Elementwise kernels (numba, cache=True), run on minicnn's threads.
 
 ReLU: ``y = max(x, 0)``; backward ``dx = dy * [y > 0]`` (the output carries
 the mask, so nothing else needs caching). NaN inputs propagate in forward.
 
-Each parallel task takes a contiguous chunk as a view and loops over it with
-a plain ``range`` index, which numba/LLVM turn into SIMD code (an index that
+Each kernel is a plain single-threaded loop over a flat contiguous slice
+(``nogil``: it releases the GIL); the public function cuts the array into
+one contiguous slice per thread (:func:`minicnn.kernels.gemm.run_slices`).
+A plain ``range`` index over a slice compiles to SIMD code (an index that
 might be negative would keep numba's wraparound check and block that).
+Why not ``parallel=True``: the same speed, but numba's parallel compiler
+took about 1 s more to compile each kernel on first use (the cold start).
 """
 from __future__ import annotations
 
-from numba import njit, prange
+from numba import njit
 
-_CHUNK = 32768  # elements per parallel task
+from .gemm import run_slices
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
+def _relu_forward(x, y):
+    for i in range(x.shape[0]):
+        v = x[i]
+        y[i] = 0 if v <= 0 else v
+
+
+@njit(nogil=True, cache=True)
+def _relu_backward(y, dy, dx):
+    for i in range(y.shape[0]):
+        dx[i] = dy[i] if y[i] > 0 else 0
+
+
 def relu_forward(x, y):
     """y = x where x > 0 (or NaN), else 0; x and y are flat contiguous arrays."""
-    n = x.size
-    nchunks = (n + _CHUNK - 1) // _CHUNK
-    for k in prange(nchunks):
-        lo = k * _CHUNK
-        hi = min(lo + _CHUNK, n)
-        xs = x[lo:hi]
-        ys = y[lo:hi]
-        for i in range(hi - lo):
-            v = xs[i]
-            ys[i] = 0 if v <= 0 else v
+    run_slices(lambda k, s, e: _relu_forward(x[s:e], y[s:e]), x.size)
     return y
 
 
-@njit(parallel=True, cache=True)
 def relu_backward(y, dy, dx):
     """dx = dy where y > 0, else 0 (flat contiguous arrays)."""
-    n = y.size
-    nchunks = (n + _CHUNK - 1) // _CHUNK
-    for k in prange(nchunks):
-        lo = k * _CHUNK
-        hi = min(lo + _CHUNK, n)
-        ys = y[lo:hi]
-        gs = dy[lo:hi]
-        ds = dx[lo:hi]
-        for i in range(hi - lo):
-            ds[i] = gs[i] if ys[i] > 0 else 0
+    run_slices(lambda k, s, e: _relu_backward(y[s:e], dy[s:e], dx[s:e]), y.size)
     return dx

@@ -27,17 +27,20 @@ GEMM on NumPy's BLAS). Backward uses the same layout::
 col2im is the adjoint of im2col: it *adds* every column entry back to the
 input pixel it was copied from (overlapping windows sum).
 
-Two versions of each kernel: ``im2col``/``col2im`` are numba ``parallel=True``
-(prange over the N*C image planes: planes are independent, so col2im has no
-write races); ``im2col_nogil``/``col2im_nogil`` are single-threaded and
-release the GIL, for the conv layer's own threads (minicnn.kernels.conv2d).
+The kernels ``im2col_nogil``/``col2im_nogil`` are single-threaded and release
+the GIL; the convolution layer runs them on its own threads, one cache-sized
+chunk of the batch at a time (minicnn.kernels.conv2d). ``im2col``/``col2im``
+run them on every thread over contiguous slices of the batch (samples are
+independent, so col2im has no write races): use these on whole arrays.
 All are compiled with ``cache=True``: the first call for each dtype compiles
 (seconds); later runs load the compiled code from ``__pycache__``.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from .gemm import run_slices
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad: int) -> int:
@@ -155,18 +158,6 @@ def _im2col_plane(src, kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, cols, r0):
                         _copy_strided(row[base + xlo:base + xhi], src[s0:], sw)
 
 
-@njit(parallel=True, cache=True)
-def im2col(x, kh, kw, sh, sw, ph, pw, cols):
-    """Fill ``cols`` (N, C*kh*kw, H_out*W_out) from ``x`` (N, C, H, W); see module doc."""
-    N, C, H, W = x.shape
-    Ho = (H + 2 * ph - kh) // sh + 1
-    Wo = (W + 2 * pw - kw) // sw + 1
-    for t in prange(N * C):
-        n, c = t // C, t % C
-        _im2col_plane(x[n, c].reshape(H * W), kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, cols[n], c * kh * kw)
-    return cols
-
-
 @njit(cache=True, inline="always")
 def _col2im_plane(cols, kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, img, r0):
     """Adjoint of _im2col_plane: img (H*W, flat) = sum of rows r0.. of ``cols`` put back."""
@@ -193,27 +184,6 @@ def _col2im_plane(cols, kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, img, r0):
                     _add_strided(img[s0:], row[base + xlo:base + xhi], sw)
 
 
-@njit(parallel=True, cache=True)
-def col2im(cols, kh, kw, sh, sw, ph, pw, dx):
-    """Overwrite ``dx`` (N, C, H, W) with the adjoint of im2col applied to ``cols``.
-
-    ``dx[n, c, h_in, w_in] = sum of cols[n, (c,i,j), (h_out,w_out)]`` over every
-    (i, j, h_out, w_out) that im2col copied from that pixel.
-
-    ``cols`` is used as scratch: its entries that im2col would have read from
-    the zero padding may be set to 0 (they carry no gradient to any pixel).
-    """
-    N, C, H, W = dx.shape
-    Ho = (H + 2 * ph - kh) // sh + 1
-    Wo = (W + 2 * pw - kw) // sw + 1
-    for t in prange(N * C):
-        n, c = t // C, t % C
-        _col2im_plane(cols[n], kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, dx[n, c].reshape(H * W), c * kh * kw)
-    return dx
-
-
-# Single-threaded twins that release the GIL: the conv layer runs them on its
-# own threads, one batch slice per thread (see minicnn.kernels.conv2d).
 @njit(nogil=True, cache=True)
 def im2col_nogil(x, kh, kw, sh, sw, ph, pw, cols):
     """im2col on the calling thread, without the GIL."""
@@ -235,4 +205,23 @@ def col2im_nogil(cols, kh, kw, sh, sw, ph, pw, dx):
     for n in range(N):
         for c in range(C):
             _col2im_plane(cols[n], kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, dx[n, c].reshape(H * W), c * kh * kw)
+    return dx
+
+
+def im2col(x, kh, kw, sh, sw, ph, pw, cols):
+    """Fill ``cols`` (N, C*kh*kw, H_out*W_out) from ``x`` (N, C, H, W); see module doc. All threads."""
+    run_slices(lambda k, s, e: im2col_nogil(x[s:e], kh, kw, sh, sw, ph, pw, cols[s:e]), x.shape[0])
+    return cols
+
+
+def col2im(cols, kh, kw, sh, sw, ph, pw, dx):
+    """Overwrite ``dx`` (N, C, H, W) with the adjoint of im2col applied to ``cols``. All threads.
+
+    ``dx[n, c, h_in, w_in] = sum of cols[n, (c,i,j), (h_out,w_out)]`` over every
+    (i, j, h_out, w_out) that im2col copied from that pixel.
+
+    ``cols`` is used as scratch: its entries that im2col would have read from
+    the zero padding may be set to 0 (they carry no gradient to any pixel).
+    """
+    run_slices(lambda k, s, e: col2im_nogil(cols[s:e], kh, kw, sh, sw, ph, pw, dx[s:e]), dx.shape[0])
     return dx

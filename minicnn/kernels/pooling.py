@@ -1,4 +1,4 @@
-"""Pooling kernels (numba, parallel over the N*C image planes, cache=True).
+"""Pooling kernels (numba, cache=True), each thread on its own range of the N*C image planes.
 
 Windows have no padding::
 
@@ -9,13 +9,22 @@ Max pooling records, for every output, the flat index ``h_in*W + w_in`` of the
 maximum inside its plane; ties go to the *first* maximum in row-major window
 order (strict ``>``), as PyTorch's argmax does. A NaN wins (it propagates).
 Backward adds each ``dy`` into ``dx`` at that index, so overlapping windows
-accumulate. Planes are independent, so the parallel loops have no races.
+accumulate. Planes are independent, so the threads have no races: each
+kernel is a single-threaded, GIL-free loop over planes ``p0 <= p < p1``
+(plane ``p`` is sample ``p // C``, channel ``p % C``), and the public
+function gives each thread one range (:func:`minicnn.kernels.gemm.run_slices`).
 
 The first call for each dtype compiles (seconds); later runs use the cache.
 """
 from __future__ import annotations
 
-from numba import njit, prange
+from numba import njit
+
+from .gemm import run_slices
+
+
+def _planes(a) -> int:
+    return a.shape[0] * a.shape[1]
 
 
 @njit(cache=True, inline="always")
@@ -24,17 +33,22 @@ def _beats(v, best):
     return v > best or (v != v and best == best)
 
 
-@njit(parallel=True, cache=True)
 def maxpool2d_forward(x, kh, kw, sh, sw, y, argmax):
     """y[n,c,ho,wo] = max over the window; argmax[...] = flat index h_in*W + w_in.
 
     The common 2x2 stride-2 case has its own unrolled loop (20x faster than
     the general one, whose short runtime-length window loops mispredict).
     """
+    run_slices(lambda k, p0, p1: _maxpool2d_forward(x, kh, kw, sh, sw, y, argmax, p0, p1), _planes(x))
+    return y
+
+
+@njit(nogil=True, cache=True)
+def _maxpool2d_forward(x, kh, kw, sh, sw, y, argmax, p0, p1):
     N, C, H, W = x.shape
     Ho, Wo = y.shape[2], y.shape[3]
     fast = kh == 2 and kw == 2 and sh == 2 and sw == 2
-    for p in prange(N * C):
+    for p in range(p0, p1):
         n, c = p // C, p % C
         plane = x[n, c]
         for ho in range(Ho):
@@ -76,15 +90,19 @@ def maxpool2d_forward(x, kh, kw, sh, sw, y, argmax):
                                 idx = (h0 + i) * W + w0 + j
                     yrow[wo] = best
                     arow[wo] = idx
-    return y
 
 
-@njit(parallel=True, cache=True)
 def maxpool2d_backward(dy, argmax, dx):
     """Overwrite dx (N,C,H,W) with zeros, then dx.flat_plane[argmax] += dy."""
+    run_slices(lambda k, p0, p1: _maxpool2d_backward(dy, argmax, dx, p0, p1), _planes(dx))
+    return dx
+
+
+@njit(nogil=True, cache=True)
+def _maxpool2d_backward(dy, argmax, dx, p0, p1):
     N, C, H, W = dx.shape
     Ho, Wo = dy.shape[2], dy.shape[3]
-    for p in prange(N * C):
+    for p in range(p0, p1):
         n, c = p // C, p % C
         plane = dx[n, c]
         plane[:, :] = 0
@@ -92,16 +110,20 @@ def maxpool2d_backward(dy, argmax, dx):
             for wo in range(Wo):
                 idx = argmax[n, c, ho, wo]
                 plane[idx // W, idx % W] += dy[n, c, ho, wo]
-    return dx
 
 
-@njit(parallel=True, cache=True)
 def avgpool2d_forward(x, kh, kw, sh, sw, y):
     """y[n,c,ho,wo] = (1/(kh*kw)) * sum of the window."""
+    run_slices(lambda k, p0, p1: _avgpool2d_forward(x, kh, kw, sh, sw, y, p0, p1), _planes(x))
+    return y
+
+
+@njit(nogil=True, cache=True)
+def _avgpool2d_forward(x, kh, kw, sh, sw, y, p0, p1):
     N, C, H, W = x.shape
     Ho, Wo = y.shape[2], y.shape[3]
     inv = 1.0 / (kh * kw)
-    for p in prange(N * C):
+    for p in range(p0, p1):
         n, c = p // C, p % C
         plane = x[n, c]
         for ho in range(Ho):
@@ -112,16 +134,20 @@ def avgpool2d_forward(x, kh, kw, sh, sw, y):
                     for j in range(kw):
                         acc += plane[h0 + i, w0 + j]
                 y[n, c, ho, wo] = acc * inv
-    return y
 
 
-@njit(parallel=True, cache=True)
 def avgpool2d_backward(dy, kh, kw, sh, sw, dx):
     """Overwrite dx with zeros, then spread dy/(kh*kw) over each window (overlaps add)."""
+    run_slices(lambda k, p0, p1: _avgpool2d_backward(dy, kh, kw, sh, sw, dx, p0, p1), _planes(dx))
+    return dx
+
+
+@njit(nogil=True, cache=True)
+def _avgpool2d_backward(dy, kh, kw, sh, sw, dx, p0, p1):
     N, C, H, W = dx.shape
     Ho, Wo = dy.shape[2], dy.shape[3]
     inv = 1.0 / (kh * kw)
-    for p in prange(N * C):
+    for p in range(p0, p1):
         n, c = p // C, p % C
         plane = dx[n, c]
         plane[:, :] = 0
@@ -132,4 +158,3 @@ def avgpool2d_backward(dy, kh, kw, sh, sw, dx):
                 for i in range(kh):
                     for j in range(kw):
                         plane[h0 + i, w0 + j] += g
-    return dx

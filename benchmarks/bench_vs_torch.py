@@ -1,0 +1,454 @@
+"""minicnn against PyTorch on this machine: training step, evaluation, memory, per-layer GFLOP/s, methods, cold start.
+
+    python benchmarks/bench_vs_torch.py [--parts speed,memory,layers,methods,coldstart] [--quick] [--json FILE]
+
+Run it with a Python that has minicnn *and* torch for the PyTorch columns
+(torch is imported only here, never by minicnn), e.g. a separate venv::
+
+    python -m venv /tmp/tv && /tmp/tv/bin/pip install torch==2.13.0 && /tmp/tv/bin/pip install -e .
+    /tmp/tv/bin/python benchmarks/bench_vs_torch.py
+
+Without torch the minicnn figures are printed alone. Every part prints the
+machine (cores, CPU model), the date, and the thread counts.
+
+Parts (each prints a table; ``--json`` writes every figure):
+
+speed      Training step (forward + loss + backward + SGD with momentum and weight decay)
+           of convnet-small, resnet20 and alexnet-ye at batch 128 and 32, random float32
+           inputs, and evaluation throughput (eval mode, no gradients, batch 256). Both
+           frameworks run *interleaved in one process*: rounds of a few minicnn steps then a
+           few torch steps (the order alternating), so that a machine that slows down or
+           speeds up affects both alike; figures are medians over all timed steps, and the
+           ratio is minicnn img/s / torch img/s. Both use the same number of threads.
+memory     Peak resident memory (ru_maxrss) of a child process per framework and model that
+           builds the model and runs 3 training steps at batch 128; also the rise over the
+           process's memory just before the first step (what training itself adds).
+layers     Achieved GFLOP/s of one conv or linear layer's forward + backward (dW and dx) at
+           batch 128 against NumPy's own GEMM (OpenBLAS on all threads) doing the same three
+           products, (O,K)@(K,N*L), (O,N*L)@(N*L,K) and (K,O)@(O,N*L): stride-1 3x3,
+           stride-2 3x3, stride-2 1x1 (the ResNet shortcut) and linear, ResNet-20 and
+           alexnet-ye shapes. 2*MACs flops.
+methods    Per-epoch training time (no evaluation) of resnet20 on the CIFAR slice with each
+           method against the same run without it (same seed, same batches), and the time
+           spent inside the method's own hooks. WUS is forced into a WUS epoch (its controller
+           scripted) so that one WUS epoch is timed against a normal one of the same run.
+coldstart  Seconds from starting a Python process to the end of its first resnet20 training
+           step (batch 128: import, build, forward, backward, SGD) with an empty numba cache
+           (a fresh ``NUMBA_CACHE_DIR``), then twice again with that cache filled.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+# a child process that measures minicnn alone must not load torch (its memory, its threads)
+_MINICNN_CHILD = "--child-first-step" in sys.argv or sys.argv[-3:-2] == ["minicnn"]
+try:
+    if _MINICNN_CHILD:
+        raise ImportError
+    import torch
+    import torch.nn as nn
+except ImportError:  # minicnn-only figures
+    torch = None
+
+MODELS = ("convnet-small", "resnet20", "alexnet-ye")
+
+
+# -- machine ------------------------------------------------------------------------------------------
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    from minicnn.kernels import thread_info
+    info = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(), "cpu": cpu,
+            "python": platform.python_version(), "numpy": np.__version__, "minicnn_threads": thread_info(),
+            "load_average": os.getloadavg()}
+    if torch is not None:
+        info["torch"] = f"{torch.__version__}, {torch.get_num_threads()} threads"
+    return info
+
+
+# -- the same models in PyTorch ----------------------------------------------------------------------
+def torch_model(name: str):
+    from torch_reference import convnet_small, init, resnet
+    if name == "convnet-small":
+        return init(convnet_small())
+    if name == "resnet20":
+        return init(resnet(3))
+    if name == "alexnet-ye":    # minicnn.models.zoo.alexnet_ye
+        def cr(i, o, p):
+            return [nn.Conv2d(i, o, 3, 1, p), nn.ReLU()]
+        return nn.Sequential(*cr(3, 64, 2), nn.MaxPool2d(2), *cr(64, 192, 2), nn.MaxPool2d(2), *cr(192, 384, 1),
+                             *cr(384, 256, 1), *cr(256, 256, 1), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(4096, 2048), nn.ReLU(), nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 10))
+    raise ValueError(name)
+
+
+class MinicnnStep:
+    def __init__(self, name, batch, seed=0):
+        from minicnn.losses import SoftmaxCrossEntropy
+        from minicnn.models import build
+        from minicnn.training import SGD
+        self.model = build(name, num_classes=10, seed=seed)
+        self.opt = SGD(self.model, lr=0.01, momentum=0.9, weight_decay=5e-4)
+        self.loss = SoftmaxCrossEntropy()
+        rng = np.random.default_rng(seed)
+        self.x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+        self.y = rng.integers(0, 10, batch)
+
+    def train_step(self):
+        self.model.train()
+        self.loss.forward(self.model.forward(self.x), self.y)
+        self.model.zero_grad()
+        self.model.backward(self.loss.backward())
+        self.opt.step()
+
+    def eval_step(self):
+        self.model.eval()
+        self.model.forward(self.x)
+
+
+class TorchStep:
+    def __init__(self, name, batch, seed=0):
+        torch.manual_seed(seed)
+        self.model = torch_model(name)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        rng = np.random.default_rng(seed)
+        self.x = torch.tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
+        self.y = torch.tensor(rng.integers(0, 10, batch))
+
+    def train_step(self):
+        self.model.train()
+        loss = nn.functional.cross_entropy(self.model(self.x), self.y)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+    def eval_step(self):
+        self.model.eval()
+        with torch.no_grad():
+            self.model(self.x)
+
+
+def interleaved(runners: dict, what: str, rounds: int, per_round: int) -> dict:
+    """Median seconds per call of ``what`` for each runner, timed in alternating rounds."""
+    for r in runners.values():          # warm-up: numba kernels, allocator, torch's thread pool
+        for _ in range(2):
+            getattr(r, what)()
+    times = {k: [] for k in runners}
+    names = list(runners)
+    for i in range(rounds):
+        for k in (names if i % 2 == 0 else names[::-1]):
+            fn = getattr(runners[k], what)
+            for _ in range(per_round):
+                t = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def part_speed(quick: bool, models=MODELS) -> list[dict]:
+    rows = []
+    for name in models:
+        for batch in (128, 32):
+            big = name == "alexnet-ye"
+            rounds, per = (2, 2) if quick else ((4, 2) if big else (5, 4))
+            runners = {"minicnn": MinicnnStep(name, batch)}
+            if torch is not None:
+                runners["torch"] = TorchStep(name, batch)
+            t = interleaved(runners, "train_step", rounds, per)
+            row = {"model": name, "batch": batch, "what": "train step",
+                   **{f"{k}_img_s": batch / v for k, v in t.items()}}
+            if torch is not None:
+                row["ratio"] = t["torch"] / t["minicnn"]
+            rows.append(row)
+            print(fmt_row(row), flush=True)
+        runners = {"minicnn": MinicnnStep(name, 256)}
+        if torch is not None:
+            runners["torch"] = TorchStep(name, 256)
+        t = interleaved(runners, "eval_step", 2 if quick else 4, 2 if big else 4)
+        row = {"model": name, "batch": 256, "what": "evaluation", **{f"{k}_img_s": 256 / v for k, v in t.items()}}
+        if torch is not None:
+            row["ratio"] = t["torch"] / t["minicnn"]
+        rows.append(row)
+        print(fmt_row(row), flush=True)
+    return rows
+
+
+def fmt_row(row) -> str:
+    s = f"  {row['model']:>13} {row['what']:>10} batch {row['batch']:>3}: minicnn {row['minicnn_img_s']:7.1f} img/s"
+    if "torch_img_s" in row:
+        s += f"   torch {row['torch_img_s']:7.1f} img/s   ratio {row['ratio']:.2f}"
+    return s
+
+
+# -- memory: one child process per framework and model ------------------------------------------------
+def child_memory(framework: str, name: str, batch: int) -> None:
+    import gc
+    step = MinicnnStep(name, batch) if framework == "minicnn" else TorchStep(name, batch)
+    gc.collect()
+    before = _rss_now()
+    for _ in range(3):
+        step.train_step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB -> MiB on Linux
+    print(json.dumps({"peak_mib": peak, "before_first_step_mib": before}))
+
+
+def _rss_now() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def part_memory(quick: bool, models=MODELS) -> list[dict]:
+    rows = []
+    frameworks = ["minicnn"] + (["torch"] if torch is not None else [])
+    for name in models:
+        row = {"model": name, "batch": 128}
+        for fw in frameworks:
+            out = subprocess.run([sys.executable, __file__, "--child-memory", fw, name, "128"], capture_output=True,
+                                 text=True, check=True).stdout.strip().splitlines()[-1]
+            d = json.loads(out)
+            row[f"{fw}_peak_mib"] = d["peak_mib"]
+            row[f"{fw}_training_mib"] = d["peak_mib"] - d["before_first_step_mib"]
+        rows.append(row)
+        s = f"  {name:>13} batch 128: minicnn peak {row['minicnn_peak_mib']:6.0f} MiB (+{row['minicnn_training_mib']:5.0f} in training)"
+        if torch is not None:
+            s += f"   torch peak {row['torch_peak_mib']:6.0f} MiB (+{row['torch_training_mib']:5.0f} in training)"
+        print(s, flush=True)
+    return rows
+
+
+# -- layers against NumPy's GEMM ----------------------------------------------------------------------
+LAYER_SHAPES = [  # (label, kind, C_in, C_out, k, stride, pad, H) ; linear: (label, "linear", in, out)
+    ("3x3 s1 16->16 @32", "conv", 16, 16, 3, 1, 1, 32),
+    ("3x3 s1 32->32 @16", "conv", 32, 32, 3, 1, 1, 16),
+    ("3x3 s1 64->64 @8", "conv", 64, 64, 3, 1, 1, 8),
+    ("3x3 s1 64->192 @17 p2", "conv", 64, 192, 3, 1, 2, 17),
+    ("3x3 s2 16->32 @32", "conv", 16, 32, 3, 2, 1, 32),
+    ("3x3 s2 32->64 @16", "conv", 32, 64, 3, 2, 1, 16),
+    ("1x1 s2 16->32 @32", "conv", 16, 32, 1, 2, 0, 32),
+    ("1x1 s2 32->64 @16", "conv", 32, 64, 1, 2, 0, 16),
+    ("linear 4096->2048", "linear", 4096, 2048),
+    ("linear 2048->2048", "linear", 2048, 2048),
+]
+
+
+def _median_time(fn, reps):
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def part_layers(quick: bool, batch: int = 128) -> list[dict]:
+    from minicnn.kernels import gemm
+    from minicnn.layers import Conv2d, Linear
+    rng = np.random.default_rng(0)
+    reps = 3 if quick else 7
+    rows = []
+    for spec in LAYER_SHAPES:
+        label, kind = spec[:2]
+        if kind == "conv":
+            _, _, C, O, k, s, p, H = spec
+            layer = Conv2d(C, O, k, stride=s, padding=p, bias=False)
+            x = rng.standard_normal((batch, C, H, H)).astype(np.float32)
+            Ho = (H + 2 * p - k) // s + 1
+            M, K, NL = O, C * k * k, batch * Ho * Ho
+        else:
+            _, _, I, O = spec
+            layer = Linear(I, O)
+            x = rng.standard_normal((batch, I)).astype(np.float32)
+            M, K, NL = O, I, batch
+        layer.needs_input_grad = True
+        y = layer.forward(x)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+
+        def fwd_bwd():
+            layer.forward(x)
+            layer.backward(dy)
+
+        t_layer = _median_time(fwd_bwd, reps)
+        a = rng.standard_normal((M, K)).astype(np.float32)
+        b = rng.standard_normal((K, NL)).astype(np.float32)
+        g = rng.standard_normal((M, NL)).astype(np.float32)
+
+        def gemms():
+            a @ b
+            g @ b.T
+            a.T @ g
+
+        for _, fn in gemm._openblas_setters():      # NumPy as it comes: BLAS on every core
+            fn(gemm._threads)
+        try:
+            t_gemm = _median_time(gemms, reps)
+        finally:
+            for _, fn in gemm._openblas_setters():
+                fn(1)
+        flops = 3 * 2 * M * K * NL
+        row = {"layer": label, "M": M, "K": K, "N": NL, "minicnn_gflops": flops / t_layer / 1e9,
+               "numpy_gemm_gflops": flops / t_gemm / 1e9}
+        row["fraction_of_gemm"] = row["minicnn_gflops"] / row["numpy_gemm_gflops"]
+        rows.append(row)
+        print(f"  {label:>22}: minicnn {row['minicnn_gflops']:6.1f} GFLOP/s   NumPy GEMM {row['numpy_gemm_gflops']:6.1f}"
+              f" GFLOP/s   {row['fraction_of_gemm']:.2f} of GEMM", flush=True)
+    return rows
+
+
+# -- methods on resnet20 -------------------------------------------------------------------------------
+class _Timed:
+    """Wraps every hook method of one object to add up the seconds spent in it."""
+
+    def __init__(self, obj):
+        from minicnn.hooks import HOOK_POINTS, _overrides
+        self.seconds = 0.0
+        for name in HOOK_POINTS:
+            if _overrides(obj, name):
+                setattr(obj, name, self._wrap(getattr(obj, name)))
+
+    def _wrap(self, fn):
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.seconds += time.perf_counter() - t
+        return timed
+
+
+def _method_run(method: str, data_dir: str, epochs: int, train_images: int, wus_from: int | None = None):
+    from minicnn.training import Trainer
+    from minicnn.training.setup import build_run
+    job = build_run({"model": "resnet20", "dataset": "cifar10", "data_dir": data_dir, "epochs": epochs,
+                     "train_images": train_images, "method": [method] if method != "baseline" else [], "seed": 0,
+                     "lr": 0.05})
+    timers = []
+    for m in job["methods"]:
+        if wus_from is not None:    # script the WUS controller: normal epochs, then WUS from epoch wus_from
+            m.controller.kind_of = lambda e, lr_changed=False: "wus" if e >= wus_from else "normal"
+        timers.append(_Timed(m))
+    cfg = job["config"]
+    tr = Trainer(job["model"], job["ds"], job["opt"], job["schedule"], job["epochs"], batch_size=cfg["batch_size"],
+                 methods=job["methods"], ledger=job["ledger"], seed=0, progress=False, verbose=False, config=cfg)
+    summary = tr.fit()
+    per_epoch = [r["train_time_s"] for r in tr.state.history]
+    return per_epoch, sum(t.seconds for t in timers), summary
+
+
+def part_methods(quick: bool, data_dir: str) -> list[dict]:
+    """resnet20 epochs with each method against the same epochs without it."""
+    n_img = 1280 if quick else 2560
+    epochs = 3
+    rows = []
+    base, _, _ = _method_run("baseline", data_dir, epochs, n_img)
+    b = float(np.mean(base[1:]))          # epoch 1 includes the warm-up (allocator, first calls)
+    print(f"  baseline: epochs {', '.join(f'{t:.2f}' for t in base)} s; step {b / (n_img / 128) * 1e3:.0f} ms", flush=True)
+    for method, target, what in (("gradprune", 1.10, "step"), ("fixed8", 1.5, "step"), ("slu:target=0.6", 0.75, "step"),
+                                 ("smd:p=0.5", 0.55, "epoch")):
+        ep, hook_s, summary = _method_run(method, data_dir, epochs, n_img)
+        m = float(np.mean(ep[1:]))
+        row = {"method": method, "baseline_epoch_s": b, "method_epoch_s": m, "ratio": m / b,
+               "hook_share": hook_s / sum(ep), "target": target, "compare": what}
+        rec = summary.get("method_records", {})
+        if method.startswith("slu"):
+            row["executed"] = [e["executed"] for e in rec["slu"]["per_epoch"]]
+        rows.append(row)
+        print(f"  {method:>15}: {m:.2f} s/epoch vs {b:.2f} = {m / b:.2f}x the baseline {what} (target <= {target});"
+              f" {100 * row['hook_share']:.1f}% of its time in the method's hooks"
+              + (f"; executed {', '.join(f'{e:.2f}' for e in row['executed'])}" if "executed" in row else ""),
+              flush=True)
+    ep, hook_s, _ = _method_run("wus", data_dir, 4, n_img, wus_from=2)
+    normal, wus = ep[1], float(np.mean(ep[2:]))
+    rows.append({"method": "wus", "normal_epoch_s": normal, "wus_epoch_s": wus, "ratio": wus / normal, "target": 0.35,
+                 "compare": "WUS epoch / normal epoch, same run"})
+    print(f"  {'wus':>15}: WUS epoch {wus:.2f} s vs normal epoch {normal:.2f} s = {wus / normal:.2f}x (target <= 0.35)",
+          flush=True)
+    return rows
+
+
+# -- cold start ----------------------------------------------------------------------------------------
+def part_coldstart(quick: bool) -> list[dict]:
+    """Seconds to the end of the first batch of `minicnn train`, empty numba cache then warm cache."""
+    rows = []
+    cache = tempfile.mkdtemp(prefix="minicnn-numba-cache-")
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    try:
+        for kind in ("cold (empty numba cache)", "warm (cache filled by the run before)", "warm again"):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, __file__, "--child-first-step", "resnet20"], env=env, check=True,
+                           capture_output=True, text=True)
+            s = time.perf_counter() - t
+            rows.append({"kind": kind, "seconds_to_first_batch": s})
+            print(f"  {kind:>40}: {s:5.1f} s to the end of the first batch", flush=True)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return rows
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--parts", default="speed,memory,layers,methods,coldstart")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    p.add_argument("--models", default=",".join(MODELS), help="for the speed and memory parts")
+    p.add_argument("--data-dir", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "cifar-10-batches-py"))
+    p.add_argument("--json", help="write every figure here")
+    p.add_argument("--child-memory", nargs=3, metavar=("FRAMEWORK", "MODEL", "BATCH"), help=argparse.SUPPRESS)
+    p.add_argument("--child-first-step", metavar="MODEL", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child_first_step:
+        MinicnnStep(a.child_first_step, 128).train_step()
+        return
+    if a.child_memory:
+        fw, name, batch = a.child_memory
+        child_memory(fw, name, int(batch))
+        return
+    if torch is not None:
+        from minicnn.kernels import gemm
+        torch.set_num_threads(gemm._threads)
+    info = machine()
+    print(" | ".join(f"{k}: {v}" for k, v in info.items()))
+    if torch is None:
+        print("torch is not installed in this Python: minicnn figures only")
+    results = {"machine": info}
+    models = a.models.split(",")
+    parts = {"speed": lambda: part_speed(a.quick, models), "memory": lambda: part_memory(a.quick, models),
+             "layers": lambda: part_layers(a.quick), "methods": lambda: part_methods(a.quick, a.data_dir),
+             "coldstart": lambda: part_coldstart(a.quick)}
+    for name in a.parts.split(","):
+        if name not in parts:
+            sys.exit(f"unknown part {name!r}; choose from {', '.join(parts)}")
+        print(f"\n== {name} ==", flush=True)
+        results[name] = parts[name]()
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
