@@ -20,7 +20,7 @@ cache-resident chunks make both im2col and the GEMM cheaper.
 The im2col kernels used here are the single-threaded, GIL-free twins
 (``im2col_nogil``), so the threads really run in parallel. Per-chunk
 weight gradients are summed in chunk order (deterministic, whatever thread
-did which chunk). The scratch buffers are shared by all layers (layers run
+did which chunk), each as soon as the ones before it are in (``gemm.OrderedSum``). The scratch buffers are shared by all layers (layers run
 one at a time); do not run two convolutions concurrently from your own threads.
 """
 from __future__ import annotations
@@ -85,21 +85,16 @@ def conv2d_backward(x, w2, geometry, dy, want_dw: bool, dx):
         return None
     b = chunk_samples(N, K, L, dy.dtype)
     w2t = w2.T
-    partial = [None] * (-(-N // b))
+    dw = gemm.OrderedSum()      # per-chunk dW added in chunk order, whichever thread did which chunk
 
     def chunk(slot, k, s, e):
         cols = im2col_nogil(x[s:e], kh, kw, sh, sw, ph, pw, _buffer(slot, (e - s, K, L), dy.dtype))
         g = dy[s:e]
         if want_dw:
             # sum_n dy[n] @ cols[n].T ; cols[n].T is a transposed view (BLAS 'T' flag, no copy)
-            partial[k] = np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)
+            dw.add(k, np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0))
         if dx is not None:
             col2im_nogil(np.matmul(w2t, g, out=cols), kh, kw, sh, sw, ph, pw, dx[s:e])
 
     gemm.for_chunks(N, b, chunk)
-    if not want_dw:
-        return None
-    total = partial[0]
-    for p in partial[1:]:
-        total += p
-    return total
+    return dw.total if want_dw else None

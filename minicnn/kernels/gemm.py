@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -177,6 +178,34 @@ def for_chunks(N: int, b: int, fn) -> None:
     run_on_threads(worker, nchunks)
 
 
+class OrderedSum:
+    """Adds arrays numbered 0, 1, 2, ... in that order, whatever order the threads hand them in.
+
+    ``add(k, a)`` parks ``a`` until every array before it has been added, so
+    the floating-point sum is ``((a0 + a1) + a2) + ...`` for any thread count
+    and schedule, while at most a few arrays wait at a time (keeping all of
+    them, then summing, held 128 per-sample weight gradients at once: 0.45 GB
+    for one AlexNet conv at batch 128).
+    """
+
+    def __init__(self):
+        self.total = None
+        self._next = 0
+        self._waiting: dict = {}
+        self._lock = threading.Lock()
+
+    def add(self, k: int, a: np.ndarray) -> None:
+        with self._lock:
+            self._waiting[k] = a
+            while self._next in self._waiting:
+                part = self._waiting.pop(self._next)
+                if self.total is None:
+                    self.total = part
+                else:
+                    self.total += part
+                self._next += 1
+
+
 #: bytes of operands per chunk of :func:`matmul_batched_sum_bt` (1-8 MB measured alike on 2 cores; 2 MB keeps >= 6 chunks at batch 128)
 SUM_CHUNK_BYTES = 2 << 20
 
@@ -194,13 +223,10 @@ def matmul_batched_sum_bt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     N, M, L = a.shape
     per_sample = (M + b.shape[1]) * L * a.itemsize
     step = max(1, min(N, SUM_CHUNK_BYTES // per_sample))
-    partial = [None] * (-(-N // step))
+    total = OrderedSum()
 
     def chunk(slot, k, s, e):
-        partial[k] = np.matmul(a[s:e], b[s:e].transpose(0, 2, 1)).sum(axis=0)
+        total.add(k, np.matmul(a[s:e], b[s:e].transpose(0, 2, 1)).sum(axis=0))
 
     for_chunks(N, step, chunk)
-    total = partial[0]
-    for p in partial[1:]:
-        total += p
-    return total
+    return total.total
