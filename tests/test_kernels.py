@@ -273,3 +273,43 @@ def test_batched_sum_is_the_same_for_any_thread_count(chunk_bytes, monkeypatch):
     np.testing.assert_array_equal(got[0], got[1])
     np.testing.assert_allclose(got[0], np.einsum("nml,nkl->mk", a.astype(np.float64), b.astype(np.float64)),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_ordered_sum_adds_in_number_order_whatever_the_arrival_order():
+    """gemm.OrderedSum: ((a0 + a1) + a2) + ... bitwise, for any arrival order, keeping only what waits."""
+    from minicnn.kernels.gemm import OrderedSum
+    r = np.random.default_rng(5)
+    parts = [r.standard_normal(50).astype(np.float32) * 10.0 ** r.integers(-3, 4) for _ in range(9)]
+    expected = parts[0].copy()
+    for p in parts[1:]:
+        expected += p
+    for order in ([8, 7, 6, 5, 4, 3, 2, 1, 0], list(r.permutation(9)), list(range(9))):
+        s = OrderedSum()
+        for k in order:
+            s.add(int(k), parts[k].copy())
+            assert len(s._waiting) <= 8
+        assert not s._waiting
+        np.testing.assert_array_equal(s.total, expected)
+
+
+def test_batchnorm_relu_pool_numbers_do_not_depend_on_the_thread_count(rng):
+    """The per-thread ranges of channels / planes give bitwise the same results on 1 and 2 threads."""
+    from minicnn.kernels import gemm
+    from minicnn.layers import BatchNorm2d, MaxPool2d, ReLU
+    x = rng.standard_normal((9, 5, 6, 6)).astype(np.float32)
+    before = gemm._threads
+    results = []
+    try:
+        _two_threads_or_skip(gemm)
+        for n in (1, 2):
+            gemm.configure_threads(n)
+            out = []
+            for layer in (BatchNorm2d(5), ReLU(), MaxPool2d(2)):
+                y = layer.forward(x)
+                out += [y, layer.backward(np.linspace(-1, 1, y.size, dtype=np.float32).reshape(y.shape))]
+                out += [g.copy() for g in layer.grads.values()]
+            results.append(out)
+    finally:
+        gemm.configure_threads(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

@@ -53,7 +53,11 @@ tune_malloc()
 def cache_is_warm() -> bool:
     """True if numba's on-disk cache already holds compiled kernels (so the first batch starts at once)."""
     import glob
+
+    import numba
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
+    if numba.config.CACHE_DIR:     # NUMBA_CACHE_DIR: numba keeps a folder per source folder under it
+        here = os.path.join(numba.config.CACHE_DIR, "*kernels*")
     return bool(glob.glob(os.path.join(here, "im2col.*.nbi"))) and bool(glob.glob(os.path.join(here, "*.nbc")))
 
 
