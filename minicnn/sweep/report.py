@@ -280,12 +280,14 @@ def check_claim(claim: dict, config: Config, configs: list) -> dict:
                 why.append(f"{_pts(v)} vs noise {100 * loose:.1f} pt: "
                            + ("within noise" if abs(v) <= loose else ("better" if v > 0 else "worse")))
             if "above" in chk:
-                ok &= v + loose > chk["above"]
-                why.append(f"{_fmt_metric(m, v)} > {_fmt_metric(m, chk['above'])}"
-                           + (f" (noise {100 * loose:.1f} pt)" if loose else ""))
+                met = v + loose > chk["above"]
+                ok &= met
+                why.append(f"{_fmt_metric(m, v)}, needs > {_fmt_metric(m, chk['above'])}"
+                           + (f" (noise {100 * loose:.1f} pt)" if loose else "") + (": met" if met else ": NOT met"))
             if "below" in chk:
-                ok &= v - loose < chk["below"]
-                why.append(f"{_fmt_metric(m, v)} < {_fmt_metric(m, chk['below'])}")
+                met = v - loose < chk["below"]
+                ok &= met
+                why.append(f"{_fmt_metric(m, v)}, needs < {_fmt_metric(m, chk['below'])}" + (": met" if met else ": NOT met"))
             row["verdict"] = "agrees" if ok else "disagrees"
             row["why"] = "; ".join(why)
         out["checks"].append(row)
