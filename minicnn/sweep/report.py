@@ -434,7 +434,10 @@ def _ms(st, kind):
     if st["mean"] is None:
         return "n/a"
     if st["n"] > 1:
-        return f"{_num(st['mean'], kind)} ± {_num(st['std'], kind)}"
+        std = st["std"]
+        if std is not None and abs(std) <= 1e-9 * abs(st["mean"]):    # equal up to float rounding (e.g. energy)
+            std = 0.0
+        return f"{_num(st['mean'], kind)} ± {_num(std, kind)}"
     return _num(st["mean"], kind)
 
 
