@@ -27,7 +27,7 @@ layers     Achieved GFLOP/s of one conv or linear layer's forward + backward (dW
            batch 128 against NumPy's own GEMM (OpenBLAS on all threads) doing the same three
            products, (O,K)@(K,N*L), (O,N*L)@(N*L,K) and (K,O)@(O,N*L): stride-1 3x3,
            stride-2 3x3, stride-2 1x1 (the ResNet shortcut) and linear, ResNet-20 and
-           alexnet-ye shapes. 2*MACs flops.
+           alexnet-ye shapes. 2*MACs flops. With torch, the same layer in PyTorch beside it.
 methods    Per-epoch training time (no evaluation) of resnet20 on the CIFAR slice with each
            method against the same run without it (same seed, same batches), and the time
            spent inside the method's own hooks. WUS is forced into a WUS epoch (its controller
@@ -315,9 +315,25 @@ def part_layers(quick: bool, batch: int = 128) -> list[dict]:
         row = {"layer": label, "M": M, "K": K, "N": NL, "minicnn_gflops": flops / t_layer / 1e9,
                "numpy_gemm_gflops": flops / t_gemm / 1e9}
         row["fraction_of_gemm"] = row["minicnn_gflops"] / row["numpy_gemm_gflops"]
+        extra = ""
+        if torch is not None:     # the same layer in PyTorch, forward + backward (dW and dx)
+            if kind == "conv":
+                tl = nn.Conv2d(C, O, k, s, p, bias=False)
+            else:
+                tl = nn.Linear(I, O)
+            tx = torch.tensor(x, requires_grad=True)
+            tdy = torch.tensor(dy)
+
+            def torch_fwd_bwd():
+                tx.grad = None
+                tl.zero_grad()
+                tl(tx).backward(tdy)
+
+            row["torch_gflops"] = flops / _median_time(torch_fwd_bwd, reps) / 1e9
+            extra = f"   torch {row['torch_gflops']:6.1f} GFLOP/s"
         rows.append(row)
         print(f"  {label:>22}: minicnn {row['minicnn_gflops']:6.1f} GFLOP/s   NumPy GEMM {row['numpy_gemm_gflops']:6.1f}"
-              f" GFLOP/s   {row['fraction_of_gemm']:.2f} of GEMM", flush=True)
+              f" GFLOP/s   {row['fraction_of_gemm']:.2f} of GEMM" + extra, flush=True)
     return rows
 
 
