@@ -20,7 +20,7 @@ speed      Training step (forward + loss + backward + SGD with momentum and weig
            few torch steps (the order alternating), so that a machine that slows down or
            speeds up affects both alike; figures are medians over all timed steps, and the
            ratio is minicnn img/s / torch img/s. Both use the same number of threads.
-memory     Peak resident memory (ru_maxrss) of a child process per framework and model that
+memory     Peak resident memory (VmHWM) of a child process per framework and model that
            builds the model and runs 3 training steps at batch 128; also the rise over the
            process's memory just before the first step (what training itself adds).
 layers     Achieved GFLOP/s of one conv or linear layer's forward + backward (dW and dx) at
@@ -43,7 +43,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -211,14 +210,19 @@ def child_memory(framework: str, name: str, batch: int) -> None:
     before = _rss_now()
     for _ in range(3):
         step.train_step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB -> MiB on Linux
-    print(json.dumps({"peak_mib": peak, "before_first_step_mib": before}))
+    print(json.dumps({"peak_mib": _status_mib("VmHWM"), "before_first_step_mib": before}))
 
 
 def _rss_now() -> float:
+    return _status_mib("VmRSS")
+
+
+def _status_mib(key: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process, MiB. (Not ru_maxrss: Linux carries it over from the
+    parent across fork and exec, so a child of a big benchmark process would report the parent's peak.)"""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -259,6 +263,7 @@ LAYER_SHAPES = [  # (label, kind, C_in, C_out, k, stride, pad, H) ; linear: (lab
 
 def _median_time(fn, reps):
     fn()
+    fn()        # two warm-ups: the first calls fault in fresh memory
     ts = []
     for _ in range(reps):
         t = time.perf_counter()
@@ -267,73 +272,78 @@ def _median_time(fn, reps):
     return float(np.median(ts))
 
 
-def part_layers(quick: bool, batch: int = 128) -> list[dict]:
-    from minicnn.kernels import gemm
+def _layer_case(spec, batch, rng):
+    """(minicnn layer, x, dy, (M, K, N) of its forward GEMM, a torch twin or None) for one LAYER_SHAPES entry."""
     from minicnn.layers import Conv2d, Linear
-    rng = np.random.default_rng(0)
-    reps = 3 if quick else 7
-    rows = []
-    for spec in LAYER_SHAPES:
-        label, kind = spec[:2]
-        if kind == "conv":
-            _, _, C, O, k, s, p, H = spec
-            layer = Conv2d(C, O, k, stride=s, padding=p, bias=False)
-            x = rng.standard_normal((batch, C, H, H)).astype(np.float32)
-            Ho = (H + 2 * p - k) // s + 1
-            M, K, NL = O, C * k * k, batch * Ho * Ho
-        else:
-            _, _, I, O = spec
-            layer = Linear(I, O)
-            x = rng.standard_normal((batch, I)).astype(np.float32)
-            M, K, NL = O, I, batch
-        layer.needs_input_grad = True
-        y = layer.forward(x)
-        dy = rng.standard_normal(y.shape).astype(np.float32)
+    kind = spec[1]
+    if kind == "conv":
+        _, _, C, O, k, s, p, H = spec
+        layer = Conv2d(C, O, k, stride=s, padding=p, bias=False)
+        x = rng.standard_normal((batch, C, H, H)).astype(np.float32)
+        Ho = (H + 2 * p - k) // s + 1
+        mkn = (O, C * k * k, batch * Ho * Ho)
+        twin = nn.Conv2d(C, O, k, s, p, bias=False) if torch is not None else None
+    else:
+        _, _, I, O = spec
+        layer = Linear(I, O)
+        x = rng.standard_normal((batch, I)).astype(np.float32)
+        mkn = (O, I, batch)
+        twin = nn.Linear(I, O) if torch is not None else None
+    layer.needs_input_grad = True
+    dy = rng.standard_normal(layer.forward(x).shape).astype(np.float32)
+    return layer, x, dy, mkn, twin
 
+
+def part_layers(quick: bool, batch: int = 128) -> list[dict]:
+    """Three passes, so that one library's idle threads never spin beside another's timing:
+    every minicnn layer, then NumPy's GEMMs (OpenBLAS on every core), then every torch layer."""
+    from minicnn.kernels import gemm
+    rng = np.random.default_rng(0)
+    reps = 3 if quick else 9
+    cases = [_layer_case(spec, batch, rng) for spec in LAYER_SHAPES]
+    rows = []
+    for spec, (layer, x, dy, (M, K, NL), _) in zip(LAYER_SHAPES, cases):
         def fwd_bwd():
             layer.forward(x)
             layer.backward(dy)
+        rows.append({"layer": spec[0], "M": M, "K": K, "N": NL, "flops": 3 * 2 * M * K * NL,
+                     "minicnn_s": _median_time(fwd_bwd, reps)})
+    for _, fn in gemm._openblas_setters():      # NumPy as it comes: BLAS on every core
+        fn(gemm._threads)
+    try:
+        for row in rows:
+            a = rng.standard_normal((row["M"], row["K"])).astype(np.float32)
+            b = rng.standard_normal((row["K"], row["N"])).astype(np.float32)
+            g = rng.standard_normal((row["M"], row["N"])).astype(np.float32)
 
-        t_layer = _median_time(fwd_bwd, reps)
-        a = rng.standard_normal((M, K)).astype(np.float32)
-        b = rng.standard_normal((K, NL)).astype(np.float32)
-        g = rng.standard_normal((M, NL)).astype(np.float32)
+            def gemms():        # forward, dW and dX as three plain GEMMs
+                a @ b
+                g @ b.T
+                a.T @ g
 
-        def gemms():
-            a @ b
-            g @ b.T
-            a.T @ g
-
-        for _, fn in gemm._openblas_setters():      # NumPy as it comes: BLAS on every core
-            fn(gemm._threads)
-        try:
-            t_gemm = _median_time(gemms, reps)
-        finally:
-            for _, fn in gemm._openblas_setters():
-                fn(1)
-        flops = 3 * 2 * M * K * NL
-        row = {"layer": label, "M": M, "K": K, "N": NL, "minicnn_gflops": flops / t_layer / 1e9,
-               "numpy_gemm_gflops": flops / t_gemm / 1e9}
-        row["fraction_of_gemm"] = row["minicnn_gflops"] / row["numpy_gemm_gflops"]
-        extra = ""
-        if torch is not None:     # the same layer in PyTorch, forward + backward (dW and dx)
-            if kind == "conv":
-                tl = nn.Conv2d(C, O, k, s, p, bias=False)
-            else:
-                tl = nn.Linear(I, O)
+            row["numpy_gemm_s"] = _median_time(gemms, reps)
+    finally:
+        for _, fn in gemm._openblas_setters():
+            fn(1)
+    if torch is not None:
+        for row, (_, x, dy, _, twin) in zip(rows, cases):
             tx = torch.tensor(x, requires_grad=True)
             tdy = torch.tensor(dy)
 
             def torch_fwd_bwd():
                 tx.grad = None
-                tl.zero_grad()
-                tl(tx).backward(tdy)
+                twin.zero_grad()
+                twin(tx).backward(tdy)
 
-            row["torch_gflops"] = flops / _median_time(torch_fwd_bwd, reps) / 1e9
-            extra = f"   torch {row['torch_gflops']:6.1f} GFLOP/s"
-        rows.append(row)
-        print(f"  {label:>22}: minicnn {row['minicnn_gflops']:6.1f} GFLOP/s   NumPy GEMM {row['numpy_gemm_gflops']:6.1f}"
-              f" GFLOP/s   {row['fraction_of_gemm']:.2f} of GEMM" + extra, flush=True)
+            row["torch_s"] = _median_time(torch_fwd_bwd, reps)
+    for row in rows:
+        for k in ("minicnn", "numpy_gemm", "torch"):
+            if k + "_s" in row:
+                row[k + "_gflops"] = row["flops"] / row[k + "_s"] / 1e9
+        row["fraction_of_gemm"] = row["minicnn_gflops"] / row["numpy_gemm_gflops"]
+        print(f"  {row['layer']:>22}: minicnn {row['minicnn_gflops']:6.1f} GFLOP/s   NumPy GEMM "
+              f"{row['numpy_gemm_gflops']:6.1f} GFLOP/s   {row['fraction_of_gemm']:.2f} of GEMM"
+              + (f"   torch {row['torch_gflops']:6.1f} GFLOP/s" if "torch_gflops" in row else ""), flush=True)
     return rows
 
 

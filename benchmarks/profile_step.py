@@ -31,6 +31,7 @@ def main():
     p.add_argument("--model", default="resnet20")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--by-layer", action="store_true", help="one line per layer instead of per layer type")
     a = p.parse_args()
     model = build(a.model, num_classes=10, seed=0)
     opt = SGD(model, lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -40,9 +41,9 @@ def main():
     y = rng.integers(0, 10, a.batch_size)
     spent = collections.defaultdict(float)
 
-    def wrap(layer, phase):
+    def wrap(layer, phase):  # noqa: C901
         fn = getattr(layer, phase)
-        key = (kind(layer), phase)
+        key = (f"{layer.name} ({kind(layer)})" if a.by_layer else kind(layer), phase)
 
         def timed(*args, **kw):
             t = time.perf_counter()
@@ -73,7 +74,7 @@ def main():
     for k in keys:
         t = float(np.median([d[k] for d in per_step]))
         total += t
-        print(f"  {k[0]:>22} {k[1]:>8}: {t * 1e3:7.1f} ms  {100 * t / step:5.1f}%")
+        print(f"  {k[0]:>40} {k[1]:>8}: {t * 1e3:7.1f} ms  {100 * t / step:5.1f}%")
     print(f"  {'rest (loss, zero_grad, SGD, containers)':>31}: {(step - total) * 1e3:7.1f} ms  {100 * (step - total) / step:5.1f}%")
 
 

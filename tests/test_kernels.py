@@ -313,3 +313,25 @@ def test_batchnorm_relu_pool_numbers_do_not_depend_on_the_thread_count(rng):
         gemm.configure_threads(before)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(128, 300, 70), (3, 4, 5), (1, 2048, 2048)])
+def test_threaded_matmul_equals_numpy_and_any_thread_count(shape, monkeypatch):
+    """gemm.matmul: a @ b, bitwise the same on 1 and 2 threads (rows split, each row one BLAS call's)."""
+    from minicnn.kernels import gemm
+    monkeypatch.setattr(gemm, "MATMUL_SPLIT_MACS", 0)       # split even the small ones
+    M, K, N = shape
+    r = np.random.default_rng(8)
+    a = r.standard_normal((K, M)).astype(np.float32).T      # a transposed view, as Linear passes dy.T
+    b = r.standard_normal((K, N)).astype(np.float32)
+    before = gemm._threads
+    try:
+        _two_threads_or_skip(gemm)
+        got = []
+        for n in (1, 2):
+            gemm.configure_threads(n)
+            got.append(gemm.matmul(a, b))
+    finally:
+        gemm.configure_threads(before)
+    np.testing.assert_array_equal(got[0], got[1])
+    np.testing.assert_allclose(got[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)

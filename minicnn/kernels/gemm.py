@@ -151,6 +151,39 @@ def _run(fn, N: int):
     return run_slices(lambda k, s, e: fn(s, e), N)
 
 
+#: a 2-D product with fewer multiply-adds than this runs on the calling thread alone (handing work to the
+#: pool costs tens of microseconds)
+MATMUL_SPLIT_MACS = 1 << 20
+#: row blocks of a split product (dynamic schedule: a delayed thread takes fewer)
+MATMUL_BLOCKS = 8
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b for 2-D a (M, K) and b (K, N), blocks of the result on all threads.
+
+    The result is cut along its longer side (rows of a, or columns of b: each
+    block then reads only its own part of the other, larger operand) into
+    ``MATMUL_BLOCKS`` blocks whose bounds depend on the shapes alone, never
+    on the thread count, and each block is one ``np.matmul`` over the whole K:
+    the same bits on any number of threads. (Blocks cut per thread gave other
+    bits: BLAS's tiling of a block's edges differs.) Small products stay on
+    the calling thread. NumPy's own ``@`` would use one core here: BLAS is
+    single-threaded (see the module docstring).
+    """
+    M, K = a.shape
+    N = b.shape[1]
+    out = np.empty((M, N), dtype=np.result_type(a, b))
+    if M * K * N < MATMUL_SPLIT_MACS:
+        return np.matmul(a, b, out=out)
+    size = max(M, N)
+    step = -(-(-(-size // MATMUL_BLOCKS)) // 16) * 16        # ceil(size / blocks), rounded up to 16
+    if N >= M:      # out[:, s:e] = a @ b[:, s:e]
+        for_chunks(N, step, lambda slot, k, s, e: np.matmul(a, b[:, s:e], out=out[:, s:e]))
+    else:           # out[s:e] = a[s:e] @ b
+        for_chunks(M, step, lambda slot, k, s, e: np.matmul(a[s:e], b, out=out[s:e]))
+    return out
+
+
 def matmul_batched(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out[n] = a @ b[n] for a (M, K), b (N, K, L), out (N, M, L)."""
     _run(lambda s, e: np.matmul(a, b[s:e], out=out[s:e]), b.shape[0])

@@ -6,6 +6,8 @@ Linear, PyTorch's convention (weight is (out_features, in_features))::
     dW = dy.T @ x              db = sum_n dy[n]          dx = dy @ W
 
 Cache: a reference to x. Init: W, b ~ U(-1/sqrt(in), 1/sqrt(in)) (PyTorch default).
+The three products are ``matmul(a, b)`` = ``a @ b`` with the rows split over
+minicnn's threads (``minicnn.kernels.gemm``; NumPy's BLAS is single-threaded here).
 
 Flatten: (N, d1, d2, ...) -> (N, d1*d2*...), a view; backward reshapes dy back.
 """
@@ -15,6 +17,7 @@ import math
 
 import numpy as np
 
+from ..kernels.gemm import matmul
 from ._leaf import as_grad, as_input, need_cache, positive_int, uniform_init
 from .base import Layer, ShapeError
 
@@ -44,7 +47,7 @@ class Linear(Layer):
         x = as_input(self, x)
         out_shape = self.output_shape(x.shape)
         x2 = x.reshape(-1, self.in_features)           # (rows, in): every leading index is a row
-        y = x2 @ self.params["weight"].T
+        y = matmul(x2, self.params["weight"].T)           # x @ W^T
         if "bias" in self.params:
             y += self.params["bias"]
         self.cache = (x2, x.shape)
@@ -56,10 +59,10 @@ class Linear(Layer):
         dy = as_grad(self, dy, tuple(x_shape[:-1]) + (self.out_features,))
         dy2 = dy.reshape(-1, self.out_features)
         if self.wants_grad("weight"):
-            self.grads["weight"] = dy2.T @ x2
+            self.grads["weight"] = matmul(dy2.T, x2)      # dy^T @ x
         if self.wants_grad("bias"):
             self.grads["bias"] = dy2.sum(axis=0)
-        dx = (dy2 @ self.params["weight"]).reshape(x_shape) if self.needs_input_grad else None
+        dx = matmul(dy2, self.params["weight"]).reshape(x_shape) if self.needs_input_grad else None   # dy @ W
         self.cache = None
         return dx
 
