@@ -20,6 +20,8 @@ speed      Training step (forward + loss + backward + SGD with momentum and weig
            few torch steps (the order alternating), so that a machine that slows down or
            speeds up affects both alike; figures are medians over all timed steps, and the
            ratio is minicnn img/s / torch img/s. Both use the same number of threads.
+separate   The training step again with each framework alone in a child process, alternating
+           (no library's idle threads beside the other's); the same ratio, the other way.
 memory     Peak resident memory (VmHWM) of a child process per framework and model that
            builds the model and runs 3 training steps at batch 128; also the rise over the
            process's memory just before the first step (what training itself adds).
@@ -56,7 +58,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 # a child process that measures minicnn alone must not load torch (its memory, its threads)
-_MINICNN_CHILD = "--child-first-step" in sys.argv or sys.argv[-3:-2] == ["minicnn"]
+_MINICNN_CHILD = ("--child-first-step" in sys.argv or sys.argv[-3:-2] == ["minicnn"]
+                  or ("--child-speed" in sys.argv and sys.argv[sys.argv.index("--child-speed") + 1] == "minicnn"))
 try:
     if _MINICNN_CHILD:
         raise ImportError
@@ -200,6 +203,45 @@ def fmt_row(row) -> str:
     if "torch_img_s" in row:
         s += f"   torch {row['torch_img_s']:7.1f} img/s   ratio {row['ratio']:.2f}"
     return s
+
+
+def part_separate(quick: bool, models=MODELS) -> list[dict]:
+    """The training step again, each framework alone in a child process of its own, alternating A B B A.
+
+    The interleaved figures share one process, where one library's idle threads
+    (PyTorch's OpenMP threads spin after each operation) may take a core from the
+    other; here each runs alone, one child after the other in the same minutes.
+    """
+    rows = []
+    frameworks = ["minicnn"] + (["torch"] if torch is not None else [])
+    for name in models:
+        for batch in (128, 32):
+            times = {fw: [] for fw in frameworks}
+            for r in range(1 if quick else 2):
+                for fw in (frameworks if r % 2 == 0 else frameworks[::-1]):
+                    out = subprocess.run([sys.executable, __file__, "--child-speed", fw, name, str(batch)],
+                                         capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+                    times[fw] += json.loads(out)
+            t = {fw: float(np.median(v)) for fw, v in times.items()}
+            row = {"model": name, "batch": batch, "what": "train step (separate processes)",
+                   **{f"{fw}_img_s": batch / v for fw, v in t.items()}}
+            if torch is not None:
+                row["ratio"] = t["torch"] / t["minicnn"]
+            rows.append(row)
+            print(fmt_row(row), flush=True)
+    return rows
+
+
+def child_speed(framework: str, name: str, batch: int) -> None:
+    step = MinicnnStep(name, batch) if framework == "minicnn" else TorchStep(name, batch)
+    for _ in range(2):
+        step.train_step()
+    ts = []
+    for _ in range(4 if name == "alexnet-ye" else 10):
+        t = time.perf_counter()
+        step.train_step()
+        ts.append(time.perf_counter() - t)
+    print(json.dumps(ts))
 
 
 # -- memory: one child process per framework and model ------------------------------------------------
@@ -452,14 +494,22 @@ def part_coldstart(quick: bool) -> list[dict]:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--parts", default="speed,memory,layers,methods,coldstart")
+    p.add_argument("--parts", default="speed,separate,memory,layers,methods,coldstart")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     p.add_argument("--models", default=",".join(MODELS), help="for the speed and memory parts")
     p.add_argument("--data-dir", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "cifar-10-batches-py"))
     p.add_argument("--json", help="write every figure here")
     p.add_argument("--child-memory", nargs=3, metavar=("FRAMEWORK", "MODEL", "BATCH"), help=argparse.SUPPRESS)
     p.add_argument("--child-first-step", metavar="MODEL", help=argparse.SUPPRESS)
+    p.add_argument("--child-speed", nargs=3, metavar=("FRAMEWORK", "MODEL", "BATCH"), help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.child_speed:
+        fw, name, batch = a.child_speed
+        if torch is not None:
+            from minicnn.kernels import gemm
+            torch.set_num_threads(gemm._threads)
+        child_speed(fw, name, int(batch))
+        return
     if a.child_first_step:
         MinicnnStep(a.child_first_step, 128).train_step()
         return
@@ -476,7 +526,8 @@ def main():
         print("torch is not installed in this Python: minicnn figures only")
     results = {"machine": info}
     models = a.models.split(",")
-    parts = {"speed": lambda: part_speed(a.quick, models), "memory": lambda: part_memory(a.quick, models),
+    parts = {"speed": lambda: part_speed(a.quick, models), "separate": lambda: part_separate(a.quick, models),
+             "memory": lambda: part_memory(a.quick, models),
              "layers": lambda: part_layers(a.quick), "methods": lambda: part_methods(a.quick, a.data_dir),
              "coldstart": lambda: part_coldstart(a.quick)}
     for name in a.parts.split(","):

@@ -245,7 +245,7 @@ def _run(job, out, resume, progress):
           f"{val} / {len(ds.test_y)} test images), {n_ep} epoch{'s' if n_ep != 1 else ''}, methods: "
           f"{', '.join(m.describe() for m in job['methods']) or 'baseline'}", flush=True)
     if not cache_is_warm():
-        print("compiling kernels (first run only, about 15 s)...", flush=True)
+        print("compiling kernels (first run only, about 8 s)...", flush=True)
     try:
         summary = trainer.fit(resume=resume)
     except TrainingInterrupted as e:

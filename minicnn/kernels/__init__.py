@@ -4,15 +4,23 @@
 * :mod:`.batchnorm`   per-channel statistics and folded affine passes (numba)
 * :mod:`.pooling`     max / average pooling forward and backward (numba)
 * :mod:`.elementwise` ReLU forward and backward (numba)
-* :mod:`.gemm`        thread pool for GEMMs (BLAS itself single-threaded)
+* :mod:`.gemm`        minicnn's threads: GEMM slices and every kernel's ranges (BLAS itself single-threaded)
 * :mod:`.conv2d`      convolution drivers: cache-sized im2col + GEMM chunks on all threads
 * :mod:`.reference`   plain-loop definitions of all of the above, for tests and lessons
 
-All numba kernels are compiled with ``cache=True``: the *first* call of each
-kernel for a given dtype compiles it (about 15 s in total per dtype on the
-2-core development machine), and later processes load the machine code from
-``__pycache__`` in well under a second. Call :func:`warmup` to pay that cost
-up front (e.g. before timing anything).
+All numba kernels are compiled with ``cache=True``, and only when first
+called: a run compiles what its model uses. On the 2-core development
+machine (2026-11-23) the first ResNet-20 training step after installing
+waits 8 s in all (process start, imports, compiling, the step itself;
+``benchmarks/bench_vs_torch.py --parts coldstart``); later processes load
+the machine code from ``__pycache__`` and reach the end of their first step
+in about 2 s. Every kernel is a plain single-threaded loop run on minicnn's
+own threads (``gemm.run_slices`` / ``gemm.for_chunks``), not numba's
+``parallel=True``: as fast here, and each parallel kernel took about 1 s more
+to compile (the cold start was 12.6 s with them). The kernels of the methods
+(``methods/_dbtd.py``, ``quant/fixed.py``, ``kernels/sparse_conv.py``) are
+still ``parallel=True``; they compile only for a run that uses the method.
+Call :func:`warmup` to pay the compile cost up front (e.g. before timing).
 
 Importing this package also sets up the process for speed (see gemm.py):
 OpenBLAS single-threaded with our own thread pool for the conv GEMMs, numba's
