@@ -30,6 +30,34 @@ def test_conformance(spec):
 
 
 # -- gradprune ------------------------------------------------------------------------------------
+def test_gradprune_dy_density_equals_an_independent_count():
+    """rho_nnz per conv (gradprune reuses the pruning kernel's count when the conv consumes the pruned array)
+    equals what an observer counting every conv's dy with np.count_nonzero sees."""
+    from minicnn.hooks import Hook
+
+    class Count(Hook):
+        def __init__(self):
+            self.seen = {}
+
+        def observe_backward(self, layer, dy, dx):
+            if isinstance(layer, Conv2d) and layer.training:
+                e = self.seen.setdefault(layer.name, [0, 0])
+                e[0] += dy.size
+                e[1] += int(np.count_nonzero(dy))
+
+    for model, width in (("resnet8", None), ("alexnet-ye", 0.125)):     # Conv-BN (reused) and Conv-ReLU (counted)
+        count = Count()
+        job = build_run(dict(model=model, dataset="synthetic", epochs=1, batch_size=32, lr=0.02, train_images=64,
+                             method=["gradprune:p=0.95"], seed=0, width=width))
+        tr = Trainer(job["model"], job["ds"], job["opt"], job["schedule"], 1, batch_size=32, methods=job["methods"],
+                     ledger=job["ledger"], seed=0, progress=False, verbose=False, stats=count)
+        tr.fit()
+        rec = tr.state.history[0]["method_records"]["gradprune"]["dy_density"]
+        assert rec and set(rec) <= set(count.seen)
+        for name, d in rec.items():
+            assert d == count.seen[name][1] / count.seen[name][0], (model, name)
+
+
 def test_gradprune_sites_follow_the_block_structure():
     from minicnn.models import build
     m = build_methods(["gradprune"])[0]

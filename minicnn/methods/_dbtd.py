@@ -130,9 +130,13 @@ def _uniform(seed, i):
     return np.float64(z >> np.uint64(11)) * _TO_UNIT
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _abs_sum(g):
-    """(sum |g| in float64, number of non-zeros), in a fixed order whatever the thread count."""
+    """(sum |g| in float64, number of non-zeros), in a fixed order whatever the thread count.
+
+    Each chunk's float64 sum may be reassociated (fastmath 'reassoc': it vectorizes, about 4x faster); the chunks,
+    and the order they are added in, depend on the size alone.
+    """
     n = g.size
     nchunks = (n + _CHUNK - 1) // _CHUNK
     sums = np.zeros(nchunks)

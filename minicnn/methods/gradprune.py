@@ -130,6 +130,7 @@ class GradPrune(Method):
         self._ledger = state.ledger
 
     def on_epoch_begin(self, state):
+        self._last = (None, 0)
         self._acc = {name: [0, 0, 0, 0.0, 0] for name in self._sites}   # entries, nnz in, nnz out, sum tau, calls
         self._dy = {name: [0, 0] for name in self._sites}                # entries, nnz of the dy each conv consumed
 
@@ -143,6 +144,7 @@ class GradPrune(Method):
         a[2] += nnz_out
         a[3] += tau
         a[4] += 1
+        self._last = (out, nnz_out)      # observe_backward reuses the count when the conv consumes exactly this
         if self._ledger is not None:
             m = self._ledger.meter(layer)
             self._ledger.add_work(layer, "backward_input",
@@ -166,7 +168,8 @@ class GradPrune(Method):
         d = self._dy.get(layer.name)
         if d is not None and layer.training:
             d[0] += dy.size
-            d[1] += int(np.count_nonzero(dy))
+            pruned, nnz = self._last
+            d[1] += nnz if dy is pruned else int(np.count_nonzero(dy))
 
     # -- records ---------------------------------------------------------------------
     def epoch_record(self, state) -> dict:
