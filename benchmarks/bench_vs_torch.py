@@ -31,8 +31,8 @@ layers     Achieved GFLOP/s of one conv or linear layer's forward + backward (dW
            stride-2 3x3, stride-2 1x1 (the ResNet shortcut) and linear, ResNet-20 and
            alexnet-ye shapes. 2*MACs flops. With torch, the same layer in PyTorch beside it.
 methods    Per-epoch training time (no evaluation) of resnet20 on the CIFAR slice with each
-           method against the same run without it (same seed, same batches), and the time
-           spent inside the method's own hooks. WUS is forced into a WUS epoch (its controller
+           method against plain runs (same seed, same batches) made just before and just after
+           it, and the time spent inside the method's own hooks. WUS is forced into a WUS epoch (its controller
            scripted) so that one WUS epoch is timed against a normal one of the same run.
 coldstart  Seconds from starting a Python process to the end of its first resnet20 training
            step (batch 128: import, build, forward, backward, SGD) with an empty numba cache
@@ -438,19 +438,31 @@ def _method_run(method: str, data_dir: str, epochs: int, train_images: int, wus_
 
 
 def part_methods(quick: bool, data_dir: str) -> list[dict]:
-    """resnet20 epochs with each method against the same epochs without it."""
+    """resnet20 epochs with each method against the same epochs without it.
+
+    The machine drifts by 10-30% over minutes, so plain runs bracket every method run
+    (baseline, method 1, baseline, method 2, ..., baseline) and each method is compared with the
+    mean of the two plain runs just before and after it.
+    """
     n_img = 1280 if quick else 2560
     epochs = 3 if quick else 4
     rows = []
-    base, _, _ = _method_run("baseline", data_dir, epochs, n_img)
-    b = float(np.mean(base[1:]))          # epoch 1 includes the warm-up (allocator, first calls)
-    print(f"  baseline: epochs {', '.join(f'{t:.2f}' for t in base)} s; step {b / (n_img / 128) * 1e3:.0f} ms", flush=True)
+
+    def baseline():
+        ep, _, _ = _method_run("baseline", data_dir, epochs, n_img)
+        b = float(np.mean(ep[1:]))          # epoch 1 includes the warm-up (allocator, first calls)
+        print(f"  {'baseline':>15}: {b:.2f} s/epoch (epochs {', '.join(f'{t:.2f}' for t in ep)})", flush=True)
+        return b
+
+    before = baseline()
     for method, target, what in (("gradprune", 1.10, "step"), ("fixed8", 1.5, "step"), ("slu:target=0.6", 0.75, "step"),
                                  ("smd:p=0.5", 0.55, "epoch")):
         ep, hook_s, summary = _method_run(method, data_dir, epochs, n_img)
         hook_s *= sum(ep[1:]) / sum(ep)     # the hooks' share of the timed epochs (an even spread assumed)
         m = float(np.mean(ep[1:]))
-        row = {"method": method, "baseline_epoch_s": b, "method_epoch_s": m, "ratio": m / b,
+        after = baseline()
+        b = (before + after) / 2
+        row = {"method": method, "baseline_epoch_s": [before, after], "method_epoch_s": m, "ratio": m / b,
                "hook_share": hook_s / sum(ep[1:]), "target": target, "compare": what}
         rec = summary.get("method_records", {})
         if method.startswith("slu"):
@@ -458,12 +470,12 @@ def part_methods(quick: bool, data_dir: str) -> list[dict]:
         if method.startswith("smd"):
             row["batches_dropped"] = int(sum(summary["dropped_per_epoch"][1:]))
         rows.append(row)
-        print(f"  {method:>15}: {m:.2f} s/epoch vs {b:.2f} = {m / b:.2f}x the baseline {what} (target <= {target});"
-              f" {100 * row['hook_share']:.1f}% of its time in the method's hooks"
+        print(f"  {method:>15}: {m:.2f} s/epoch vs {before:.2f} and {after:.2f} = {m / b:.2f}x the baseline {what} "
+              f"(target <= {target}); {100 * row['hook_share']:.1f}% of its time in the method's hooks"
               + (f"; executed {', '.join(f'{e:.2f}' for e in row['executed'])}" if "executed" in row else "")
-              + (f"; {row['batches_dropped']} of {(epochs - 1) * (n_img // 128)} timed batches dropped" if "batches_dropped" in row
-                 else ""),
-              flush=True)
+              + (f"; {row['batches_dropped']} of {(epochs - 1) * (n_img // 128)} timed batches dropped"
+                 if "batches_dropped" in row else ""), flush=True)
+        before = after
     ep, hook_s, _ = _method_run("wus", data_dir, 4, n_img, wus_from=2)
     normal, wus = ep[1], float(np.mean(ep[2:]))
     rows.append({"method": "wus", "normal_epoch_s": normal, "wus_epoch_s": wus, "ratio": wus / normal, "target": 0.35,
