@@ -56,6 +56,14 @@ def sparse_crossover(in_channels: int) -> float:
     return CROSSOVER[-1][1]
 
 
+@njit(cache=True, inline="always")
+def _window(o, stride, pad, k, size):
+    """Output position o reads inputs o*stride - pad + t for kernel taps t; returns (o*stride - pad, t_lo, t_hi)
+    with t_lo <= t < t_hi the taps that land inside [0, size) (the rest read zero padding)."""
+    start = o * stride - pad
+    return start, max(0, -start), min(k, size - start)
+
+
 @njit(parallel=True, cache=True)
 def _sparse_dw(xt, dy, kh, kw, sh, sw, ph, pw, dwt):
     """dwt (O, kh, kw, C) = WGC from xt (N, H, W, C) and dy (N, O, Ho, Wo), skipping zeros of dy."""
@@ -66,14 +74,12 @@ def _sparse_dw(xt, dy, kh, kw, sh, sw, ph, pw, dwt):
         acc[...] = 0
         for n in range(N):
             for ho in range(Ho):
-                h0 = ho * sh - ph
-                i_lo, i_hi = max(0, -h0), min(kh, H - h0)
+                h0, i_lo, i_hi = _window(ho, sh, ph, kh, H)
                 for wo in range(Wo):
                     g = dy[n, o, ho, wo]
                     if g == 0:
                         continue
-                    w0 = wo * sw - pw
-                    j_lo, j_hi = max(0, -w0), min(kw, W - w0)
+                    w0, j_lo, j_hi = _window(wo, sw, pw, kw, W)
                     for i in range(i_lo, i_hi):
                         for j in range(j_lo, j_hi):
                             row = xt[n, h0 + i, w0 + j]
@@ -94,14 +100,12 @@ def _sparse_dx(wt, dy, sh, sw, ph, pw, dxt):
         acc[...] = 0
         for o in range(O):
             for ho in range(Ho):
-                h0 = ho * sh - ph
-                i_lo, i_hi = max(0, -h0), min(kh, H - h0)
+                h0, i_lo, i_hi = _window(ho, sh, ph, kh, H)
                 for wo in range(Wo):
                     g = dy[n, o, ho, wo]
                     if g == 0:
                         continue
-                    w0 = wo * sw - pw
-                    j_lo, j_hi = max(0, -w0), min(kw, W - w0)
+                    w0, j_lo, j_hi = _window(wo, sw, pw, kw, W)
                     for i in range(i_lo, i_hi):
                         for j in range(j_lo, j_hi):
                             row = wt[o, i, j]
