@@ -219,9 +219,20 @@ def test_gemm_thread_slices_cover_the_batch_in_order():
     np.testing.assert_allclose(gemm.matmul_batched_sum_bt(d, b), np.einsum("nml,nkl->mk", d, b))
 
 
-def _two_threads_or_skip(gemm):
-    if gemm.configure_threads(2) != 2:
-        pytest.skip("numba has only one thread here: nothing to compare")
+def _on_1_and_2_threads(fn):
+    """[fn() on 1 thread, fn() on 2 threads] (whatever MINICNN_NUM_THREADS says); the thread count is restored."""
+    from minicnn.kernels import gemm
+    before = gemm._threads
+    try:
+        if gemm.configure_threads(2) != 2:
+            pytest.skip("numba has only one thread here: nothing to compare")
+        results = []
+        for n in (1, 2):
+            assert gemm.configure_threads(n) == n
+            results.append(fn())
+        return results
+    finally:
+        gemm.configure_threads(before)
 
 
 @pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0)],
@@ -234,22 +245,15 @@ def test_conv_numbers_do_not_depend_on_the_thread_count(kernel, stride, padding,
     the shapes. Both add the chunk sums in chunk order, whatever thread made them.
     Always compares 1 with 2 threads (whatever MINICNN_NUM_THREADS says).
     """
-    from minicnn.kernels import gemm
     conv = Conv2d(8, 16, kernel, stride=stride, padding=padding, rng=rng)
     x = rng.standard_normal((67, 8, 16, 16)).astype(np.float32)    # 67: chunks of unequal size
     dy = rng.standard_normal(conv.output_shape(x.shape)).astype(np.float32)
-    before = gemm._threads
-    results = []
-    try:
-        _two_threads_or_skip(gemm)
-        for n in (1, 2):
-            assert gemm.configure_threads(n) == n
-            y = conv.forward(x)
-            dx = conv.backward(dy)
-            results.append((y, dx, conv.grads["weight"].copy()))
-    finally:
-        gemm.configure_threads(before)
-    for a, b in zip(*results):
+
+    def step():
+        y = conv.forward(x)
+        return y, conv.backward(dy), conv.grads["weight"].copy()
+
+    for a, b in zip(*_on_1_and_2_threads(step)):
         np.testing.assert_array_equal(a, b)
 
 
@@ -261,15 +265,7 @@ def test_batched_sum_is_the_same_for_any_thread_count(chunk_bytes, monkeypatch):
     r = np.random.default_rng(3)
     a = r.standard_normal((37, 6, 20)).astype(np.float32)
     b = r.standard_normal((37, 5, 20)).astype(np.float32)
-    before = gemm._threads
-    try:
-        _two_threads_or_skip(gemm)
-        got = []
-        for n in (1, 2):
-            gemm.configure_threads(n)
-            got.append(gemm.matmul_batched_sum_bt(a, b))
-    finally:
-        gemm.configure_threads(before)
+    got = _on_1_and_2_threads(lambda: gemm.matmul_batched_sum_bt(a, b))
     np.testing.assert_array_equal(got[0], got[1])
     np.testing.assert_allclose(got[0], np.einsum("nml,nkl->mk", a.astype(np.float64), b.astype(np.float64)),
                                rtol=1e-4, atol=1e-4)
@@ -294,24 +290,18 @@ def test_ordered_sum_adds_in_number_order_whatever_the_arrival_order():
 
 def test_batchnorm_relu_pool_numbers_do_not_depend_on_the_thread_count(rng):
     """The per-thread ranges of channels / planes give bitwise the same results on 1 and 2 threads."""
-    from minicnn.kernels import gemm
     from minicnn.layers import BatchNorm2d, MaxPool2d, ReLU
     x = rng.standard_normal((9, 5, 6, 6)).astype(np.float32)
-    before = gemm._threads
-    results = []
-    try:
-        _two_threads_or_skip(gemm)
-        for n in (1, 2):
-            gemm.configure_threads(n)
-            out = []
-            for layer in (BatchNorm2d(5), ReLU(), MaxPool2d(2)):
-                y = layer.forward(x)
-                out += [y, layer.backward(np.linspace(-1, 1, y.size, dtype=np.float32).reshape(y.shape))]
-                out += [g.copy() for g in layer.grads.values()]
-            results.append(out)
-    finally:
-        gemm.configure_threads(before)
-    for a, b in zip(*results):
+
+    def passes():
+        out = []
+        for layer in (BatchNorm2d(5), ReLU(), MaxPool2d(2)):
+            y = layer.forward(x)
+            out += [y, layer.backward(np.linspace(-1, 1, y.size, dtype=np.float32).reshape(y.shape))]
+            out += [g.copy() for g in layer.grads.values()]
+        return out
+
+    for a, b in zip(*_on_1_and_2_threads(passes)):
         np.testing.assert_array_equal(a, b)
 
 
@@ -324,14 +314,6 @@ def test_threaded_matmul_equals_numpy_and_any_thread_count(shape, monkeypatch):
     r = np.random.default_rng(8)
     a = r.standard_normal((K, M)).astype(np.float32).T      # a transposed view, as Linear passes dy.T
     b = r.standard_normal((K, N)).astype(np.float32)
-    before = gemm._threads
-    try:
-        _two_threads_or_skip(gemm)
-        got = []
-        for n in (1, 2):
-            gemm.configure_threads(n)
-            got.append(gemm.matmul(a, b))
-    finally:
-        gemm.configure_threads(before)
+    got = _on_1_and_2_threads(lambda: gemm.matmul(a, b))
     np.testing.assert_array_equal(got[0], got[1])
     np.testing.assert_allclose(got[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
