@@ -36,12 +36,10 @@ import time
 import numpy as np
 from matplotlib.figure import Figure
 
-from _lesson import QUICK, Grab, Timer, check, finish, load_data, out_dir, save, section
+from _lesson import QUICK, Timer, check, finish, grab_on_real_batch, load_data, out_dir, save, section
 from minicnn.cost import Ledger
-from minicnn.hooks import HookList
 from minicnn.kernels.conv2d import conv2d_backward
 from minicnn.kernels.sparse_conv import sparse_conv2d_backward, sparse_crossover
-from minicnn.losses import SoftmaxCrossEntropy
 from minicnn.methods import build_methods
 from minicnn.methods._dbtd import dbtd_prune, expected_density, ndtri
 from minicnn.models import build
@@ -58,13 +56,7 @@ section("1. A real activation gradient, its DBTD threshold, and Algorithm 1")
 
 
 ds = load_data(N_TRAIN, N_TEST, seed=0)
-model = build("resnet8", num_classes=ds.num_classes, seed=SEED)
-grab = Grab("layer1.0.conv2")
-model.set_hooks(HookList([grab]))
-x = (ds.train_x[:BATCH].astype(np.float32) / 255 - 0.5) / 0.25
-loss_fn = SoftmaxCrossEntropy()
-loss_fn(model.forward(x), ds.train_y[:BATCH])
-model.backward(loss_fn.backward())
+model, grab = grab_on_real_batch("layer1.0.conv2", ds, BATCH, SEED)   # one forward and backward on real images
 g = grab.dy
 mean_abs = float(np.abs(g).mean())
 sigma_hat = math.sqrt(math.pi / 2) * mean_abs

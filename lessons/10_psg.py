@@ -28,10 +28,8 @@ import shutil
 import numpy as np
 from matplotlib.figure import Figure
 
-from _lesson import QUICK, Grab, Timer, check, finish, load_data, out_dir, save, section
+from _lesson import QUICK, Timer, check, finish, grab_on_real_batch, load_data, out_dir, save, section
 from minicnn.cost import Ledger
-from minicnn.hooks import HookList
-from minicnn.losses import SoftmaxCrossEntropy
 from minicnn.methods import build_methods
 from minicnn.methods._psg import conv_weight_grad, psg_sign_rule
 from minicnn.models import build
@@ -85,13 +83,7 @@ section("2. One PSG step by hand on a real conv: how good is the sign predictor?
 
 
 ds = load_data(N_TRAIN, N_TEST, seed=0)
-model = build("resnet8", num_classes=ds.num_classes, seed=SEED)
-grab = Grab("layer1.0.conv2")
-model.set_hooks(HookList([grab]))
-xb = (ds.train_x[:BATCH].astype(np.float32) / 255 - 0.5) / 0.25
-loss_fn = SoftmaxCrossEntropy()
-loss_fn(model.forward(xb), ds.train_y[:BATCH])
-model.backward(loss_fn.backward())
+model, grab = grab_on_real_batch("layer1.0.conv2", ds, BATCH, SEED)   # one forward and backward on real images
 conv = next(l for l in model.leaves() if l.name == grab.name)
 x, dy = grab.x, grab.dy
 g_fp32 = conv_weight_grad(conv, x, dy)

@@ -161,3 +161,21 @@ class Grab:
         if layer.name == self.name:
             self.dy = dy.copy()
         return dy
+
+
+def grab_on_real_batch(name: str, ds, batch: int, seed: int):
+    """resnet8 with a :class:`Grab` on layer ``name``, after one forward and backward on the first ``batch``
+    real training images (scaled to roughly [-2, 2]); returns (model, grab)."""
+    import numpy as np
+
+    from minicnn.hooks import HookList
+    from minicnn.losses import SoftmaxCrossEntropy
+    from minicnn.models import build
+    model = build("resnet8", num_classes=ds.num_classes, seed=seed)
+    grab = Grab(name)
+    model.set_hooks(HookList([grab]))
+    x = (ds.train_x[:batch].astype(np.float32) / 255 - 0.5) / 0.25
+    loss_fn = SoftmaxCrossEntropy()
+    loss_fn(model.forward(x), ds.train_y[:batch])
+    model.backward(loss_fn.backward())
+    return model, grab
