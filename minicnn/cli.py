@@ -369,7 +369,9 @@ def _sweep_parsers(sub):
     rp.add_argument("name", choices=(*PRESETS, "all"))
     rp.add_argument("--data-dir", default=None, help="CIFAR-10 directory (default: $MINICNN_CIFAR10, "
                     "../shared/data/cifar-10-batches-py or data/cifar-10-batches-py)")
-    rp.add_argument("--out", default=None, help="sweep directory (default runs/reproduce-NAME)")
+    rp.add_argument("--out", default=None, help="sweep directory (default runs/reproduce-NAME[-converged])")
+    rp.add_argument("--converged", action="store_true",
+                    help="the paper's headline comparison trained to the baseline's plateau, 3 seeds (hours; resumable)")
     run_flags(rp)
     rp.add_argument("--dry-run", action="store_true", help="list the runs; run nothing")
 
@@ -401,7 +403,8 @@ def cmd_report(a):
 def cmd_reproduce(a):
     from .sweep import exit_code, reproduce
     doc, out, reports = reproduce(a.name, data_dir=a.data_dir, out=a.out, workers=a.workers,
-                                  scheduler=a.scheduler, dry_run=a.dry_run, progress=not a.no_progress)
+                                  scheduler=a.scheduler, dry_run=a.dry_run, progress=not a.no_progress,
+                                  converged=a.converged)
     for path in reports:
         print(path)
     return 0 if a.dry_run else _sweep_exit(doc, out, exit_code(doc))

@@ -483,11 +483,11 @@ def test_presets_validate_or_name_the_missing_method(tmp_path):
     from minicnn.methods import METHODS
     from minicnn.sweep import PRESETS, reproduce
     (tmp_path / "data").mkdir()
-    for name in (*PRESETS, "all"):
+    for name, converged in [(n, c) for c in (False, True) for n in (*PRESETS, "all")]:
         try:
             lines = []
-            reproduce(name, data_dir=str(tmp_path / "data"), out=str(tmp_path / name), dry_run=True,
-                      echo=lines.append)
+            reproduce(name, data_dir=str(tmp_path / "data"), out=str(tmp_path / f"{name}-{converged}"),
+                      dry_run=True, echo=lines.append, converged=converged)
         except SpecError as e:        # a method that has not landed yet: one line naming it
             missing = re.search(r"unknown method '([^']+)'", str(e))
             assert missing and missing.group(1) not in METHODS and "\n" not in str(e), str(e)
