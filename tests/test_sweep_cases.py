@@ -7,6 +7,8 @@ baseline at *its* lr, not look for a baseline at lr 0.03 and find none.
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from minicnn.sweep import SpecError, parse_spec
@@ -70,3 +72,30 @@ def test_an_exact_baseline_is_preferred():
               "seed": [0]})
     base01, base003, psg = [_config(r, r.args["method"][0]) for r in s.runs]
     assert baseline_of(psg, [base01, base003, psg]) is base003
+
+
+def test_converged_e2train_preset_end_to_end_on_synthetic_data(tmp_path, monkeypatch):
+    """The converged preset's own grid (a few of its cases), shrunk to synthetic data: it runs, and the report finds
+    each case's baseline (signSGD at lr 0.03 against SGD at 0.1; SMD's stretched run against the plain one)."""
+    import tomllib
+
+    from minicnn.sweep import run_sweep
+    from minicnn.sweep.presets import CONVERGED
+    from minicnn.sweep.report import build_report
+    with open(os.path.join(CONVERGED, "e2train.toml"), "rb") as f:
+        raw = tomllib.load(f)
+    keep = {"baseline", "smd:p=0.5,epochs_scale=1.333", "signsgd"}
+    cases = [c for c in raw["grid"]["case"]
+             if isinstance(c["method"], str) and c["method"] in keep and "epochs" not in c]
+    assert len(cases) == 3 and any(c.get("lr") == 0.03 for c in cases)
+    raw["train"].update({"dataset": "synthetic", "model": "convnet-small", "epochs": 2, "milestones": "1",
+                         "train-images": 64, "batch-size": 32})
+    raw["grid"] = {"seed": [0], "case": cases}
+    s = parse_spec(raw, str(tmp_path / "e2train.toml"))
+    monkeypatch.setenv("MINICNN_NUM_THREADS", "1")
+    doc = run_sweep(s, str(tmp_path / "out"), workers=2, progress=False, echo=lambda *a: None)
+    assert [r["status"] for r in doc["runs"]] == ["completed"] * 3
+    rep = build_report(str(tmp_path / "out"))
+    claims = {c["id"]: c for c in rep["claims"]}
+    assert claims["signsgd"]["baseline"] == "baseline" and claims["smd"]["baseline"] == "baseline"
+    assert all(ch["verdict"] != "not testable" for c in claims.values() for ch in c["checks"])
