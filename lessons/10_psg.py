@@ -4,17 +4,21 @@ Run it top to bottom:
 
     python lessons/10_psg.py
 
-E2-Train (papers/001) trains with the *sign* of the weight gradient
+E2-Train (papers/001, §3.3) trains with the *sign* of the weight gradient
 (signSGD), and predicts that sign cheaply: the weight gradient is computed
 once from the few most significant bits (MSBs) of the fixed-point input and
 output gradient, g_w^msb; where that prediction is large enough
-(|g_w^msb| >= beta * max|g_w^msb|) its sign is used, elsewhere the full
-fixed-point gradient g_w decides (Eq. 2). On hardware the predictor costs
-a 4 x 10-bit MAC instead of an 8 x 16-bit one. This lesson
+(|g_w^msb| >= tau, the "adaptive threshold" tau = beta * max g_w^msb of
+§3.3, read as max|g_w^msb| as the official ``predictive.py`` does) its sign
+is used, elsewhere the full fixed-point gradient g_w decides (Eq. 2). The
+predictor's MACs are 4 x 10-bit, the full gradient's 8 x 16-bit (§4.4's
+widths). §4.1 trains PSG at lr 0.03 and with stochastic weight averaging
+(SWA). This lesson
 
 1. draws the fixed-point number line: the 8-bit grid and the 4-bit MSB
-   grid of minicnn.quant (the official code rounds to the MSB grid; the
-   paper says "taking the MSBs", i.e. truncating);
+   grid of minicnn.quant (the official code, ``models/quantize.py``, rounds to
+   the MSB grid; the paper, §3.3, says "taking the most significant bits
+   (MSBs)", i.e. truncating);
 2. runs one PSG step on a real conv by hand: how many weights the predictor
    decides and how often its sign is right, against the predictor's width
    (Eq. 3: the failure probability falls with it);
@@ -136,6 +140,7 @@ section(f"3. Training resnet8: baseline, fixed8, signsgd and psg ({EPOCHS} epoch
 runs = out_dir() / "10_runs"
 shutil.rmtree(runs, ignore_errors=True)
 results = {}
+# lr: §4.1 "For experiments where PSG is used, the initial learning rate is adjusted to 0.03" (signSGD too here)
 for name, specs, lr in (("baseline", [], 0.05), ("fixed8", ["fixed8"], 0.05), ("signsgd", ["signsgd"], 0.03),
                         ("psg", ["psg"], 0.03)):
     m = build("resnet8", num_classes=ds.num_classes, seed=SEED)
@@ -170,7 +175,8 @@ print(f"psg's backward_weight, split: the predictor over every conv weight ({pre
       f"gradients {bw - pred.energy_pj * 1e-12:.4f} J")
 print("Every byte is priced at DRAM cost here (the ledger's default), so memory traffic dominates all rows;")
 print("8-bit and 16-bit tensors cut it, the narrower MACs cut the rest.")
-print("E2-Train Table 2 (ResNet-74, CIFAR-10, their energy model): 8-bit saves 38.62%, PSG 63.28%.")
+print("E2-Train Table 2 (ResNet-74, CIFAR-10): 8-bit saves 38.62%, PSG 63.28% -- measured on an FPGA board")
+print("(§4.1: 'All energy results are measured from FPGA'); the ledger's figures here are a model, not a measurement.")
 print("The CPU emulates fixed point in float32 and computes two weight gradients for PSG: its wall time is")
 print("*longer* than the baseline's; the saving is what fixed-point hardware would get (the ledger's estimate).")
 check("estimated energy: psg < fixed8 < baseline",
