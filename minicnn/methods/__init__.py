@@ -20,6 +20,7 @@ from . import lars_skip, smd, wus  # noqa: F401  (register "lars-skip", "smd", "
 from . import slu, stochastic_depth, e2train  # noqa: F401  (register "slu", "stochastic-depth", "e2train")
 from . import gradprune  # noqa: F401  (registers "gradprune")
 from . import psg  # noqa: F401  (registers "psg", "fixed8", "signsgd")
+from . import swa  # noqa: F401  (registers "swa")
 from .freeze import Freeze
 
 
