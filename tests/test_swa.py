@@ -155,8 +155,8 @@ class _GrabBNInputs(Hook):
 
 
 def _independent_bn_stats(model, ds, mean, std, batch):
-    """A fresh train-mode pass over the training images (in order, unaugmented): per BatchNorm the mean over
-    batches of each batch's channel mean and unbiased variance (PyTorch's update_bn, momentum=None)."""
+    """A fresh train-mode pass over the training images (in order, unaugmented): per BatchNorm the average
+    over images of each batch's channel mean and unbiased variance (Izmailov et al.'s bn_update)."""
     grab = _GrabBNInputs()
     model.set_hooks(HookList([grab]))
     model.train()
@@ -164,8 +164,10 @@ def _independent_bn_stats(model, ds, mean, std, batch):
         model.forward(x)
     out = {}
     for name, xs in grab.x.items():
-        out[name] = (np.mean([x.mean(axis=(0, 2, 3)) for x in xs], axis=0),
-                     np.mean([x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1).var(axis=1, ddof=1) for x in xs], axis=0))
+        b = np.array([len(x) for x in xs], dtype=np.float64)
+        means = [x.mean(axis=(0, 2, 3)) for x in xs]
+        variances = [x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1).var(axis=1, ddof=1) for x in xs]
+        out[name] = (np.average(means, axis=0, weights=b), np.average(variances, axis=0, weights=b))
     return out
 
 

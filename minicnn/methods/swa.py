@@ -4,11 +4,12 @@
 
 E2-Train §4.1: "We also employed the stochastic weight averaging (SWA)
 technique [67], which was found to notably stabilize training, when PSG is
-adopted." Its [67] is SWALP (Yang et al. 2019, SWA in low-precision
-training), which applies Izmailov et al.'s SWA to low-precision SGD
-iterates. The paper says nothing more (no start, frequency or learning rate),
-and the official code (GATECH-EIC/E2Train) has no SWA at all: every setting
-below is minicnn's, chosen as a user of SWA expects it.
+adopted." Its [67] is SWALP (Yang et al. 2019, "Stochastic weight
+averaging in low-precision training"; its abstract: it "averages
+low-precision SGD iterates with a modified learning rate schedule"). The
+paper says nothing more (no start, frequency or learning rate), and the
+official code (GATECH-EIC/E2Train) has no SWA at all: every setting below is
+minicnn's, chosen as a user of SWA expects it.
 
 What it does::
 
@@ -20,43 +21,48 @@ What it does::
                the model's parameters <- w_swa
                BatchNorm running statistics recomputed: one pass over the training set
                with every BatchNorm normalizing with its batch statistics and
-               accumulating their cumulative average (bn_update=true)
+               accumulating their cumulative average over the images (bn_update=true)
     then       the trainer evaluates the averaged model (``state.weights_replaced``):
                summary.json's final_test_acc and model.npz are the SWA model's
 
-Decisions, and where they come from:
+Decisions, and where they come from (Izmailov et al.'s paper is not in
+``../shared/papers``; their code is timgaripov/swa, ``train.py`` and
+``utils.py``, read for this):
 
 * ``start`` -- below 1, a fraction of the run: the first snapshot is taken
   after epoch floor(start * epochs) + 1 (0.75: the last quarter of the run,
-  e.g. epochs 76-100 of 100, as Izmailov & Wilson's PyTorch blog post and
-  torchcontrib's manual mode describe it: "the end of every epoch within the
-  last 25% of training time"); 1 or more, the 1-based epoch of the first
-  snapshot (a whole number at most the run's length). Izmailov et al.'s own
-  CIFAR runs start at a fixed epoch (``--swa_start``, e.g. 161 of 225).
-* ``freq`` -- one snapshot every ``freq`` epochs (Izmailov et al.'s
-  ``--swa_c_epochs``, 1 by default); minicnn averages at epoch ends only
-  (torchcontrib's automatic mode counts optimizer steps instead).
-* The learning rate is the run's own ``--schedule``: SWA's constant or
-  cyclical "SWA learning rate" (Izmailov et al. §3.1; SWALP's schedule) is
-  not applied. With a decaying schedule (cosine, step) the snapshots come
-  from the low-rate end of the run and the average moves less; for the
-  paper's setting give ``--schedule constant`` or a step schedule whose last
-  milestone precedes the start.
+  e.g. epochs 76-100 of 100, as Izmailov & Wilson's PyTorch blog post
+  describes it: "the end of every epoch within the last 25% of training
+  time"); 1 or more, the 1-based epoch of the first snapshot (a whole number
+  at most the run's length), Izmailov et al.'s ``--swa_start`` (their README:
+  126 of 225 epochs for PreResNet on CIFAR-10; snapshot after epoch e when
+  ``e >= swa_start and (e - swa_start) % swa_c_epochs == 0``, as here).
+* ``freq`` -- one snapshot every ``freq`` epochs (their ``--swa_c_epochs``,
+  1 by default); minicnn averages at epoch ends only (torchcontrib's
+  automatic mode counts optimizer steps instead).
+* The learning rate is the run's own ``--schedule``: SWA's "SWA learning
+  rate" is not applied (Izmailov et al.'s schedule: lr_init for the first
+  half of the epochs before swa_start, a linear decay to ``--swa_lr`` until
+  90% of them, then swa_lr constant). With a decaying schedule (cosine,
+  step) the snapshots come from the low-rate end of the run and the average
+  moves less; E2-Train gives no SWA schedule.
 * The running mean is kept in the parameters' dtype (float32), as PyTorch's
-  ``AveragedModel`` does; the fp32 master weights are averaged (with PSG the
-  8-bit weights the forward uses are requantized from the average, as SWALP
-  averages low-precision iterates in higher precision).
-* BatchNorm update (Izmailov et al. §3.2 / ``bn_update``, PyTorch's
-  ``update_bn``): running statistics restarted and replaced by the cumulative
-  average over the pass's batches of each batch's mean and unbiased variance
-  (PyTorch's ``momentum=None``: here momentum = 1/k for the k-th batch a
-  BatchNorm sees). The pass runs the training images in order, normalized,
-  *not* augmented (PyTorch's helper takes whatever loader it is given;
-  Izmailov et al. pass the augmented training loader): deterministic, and the
-  statistics of the images evaluation sees. Every layer runs in eval mode
-  except that each BatchNorm computes its forward in train mode (batch
-  statistics), and the run's other methods' layer hooks act as at
-  evaluation: PSG's 8-bit forward (its activation ranges are the ones it
+  ``AveragedModel`` and Izmailov et al.'s ``moving_average`` do. With PSG or
+  fixed8 the fp32 master weights are averaged; the forward requantizes the
+  average to 8 bits as it does any weight.
+* BatchNorm update (Izmailov et al.'s ``utils.bn_update``): running
+  statistics restarted and replaced by the cumulative average, over the
+  pass's images, of each batch's mean and unbiased variance: momentum
+  b / (n + b) for a batch of b images after n (the first batch replaces the
+  old statistics). PyTorch's ``update_bn`` (``momentum=None``) weighs batches
+  equally instead: the same unless batch sizes differ (the last batch). The
+  pass runs the training images in order, normalized, *not* augmented
+  (``bn_update`` takes whatever loader it is given; Izmailov et al. pass
+  their augmented training loader): deterministic, and the statistics of the
+  images evaluation sees. ``bn_update`` runs the whole model in train mode;
+  here every layer runs in eval mode except that each BatchNorm computes its
+  forward in train mode (batch statistics), and the run's other methods'
+  layer hooks act as at evaluation: PSG's 8-bit forward (its activation ranges are the ones it
   kept from training; the pass does not update them), SLU's evaluation
   gates, stochastic depth's scaled blocks. A BatchNorm that never runs in the
   pass (a block SLU skips for every image) keeps its statistics.
@@ -161,19 +167,20 @@ class RunningAverage:
 
 
 class _BNEnter(Hook):
-    """Last in the pass's hook list: a BatchNorm's own forward runs in train mode, with momentum 1/k,
+    """Last in the pass's hook list: a BatchNorm's own forward runs in train mode, with momentum b / (n + b),
     and the pass's forward work is counted (every other hook has seen the layer in eval mode)."""
 
     def __init__(self, bns, ledger):
         self.bns = {id(b): b for b in bns}
-        self.seen = {id(b): 0 for b in bns}
+        self.seen = {id(b): 0 for b in bns}        # images each BatchNorm has averaged so far
         self.ledger = ledger
         self.work = Counts()
 
     def forward_input(self, layer, x):
         if id(layer) in self.bns and x.shape[0] * x.shape[2] * x.shape[3] > 1:
-            k = self.seen[id(layer)] = self.seen[id(layer)] + 1
-            layer.momentum = 1.0 / k           # cumulative average: the first batch replaces the old statistics
+            n, b = self.seen[id(layer)], x.shape[0]
+            self.seen[id(layer)] = n + b
+            layer.momentum = b / (n + b)       # cumulative average over images: the first batch replaces all
             layer.training = True
         return x
 
