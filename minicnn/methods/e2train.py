@@ -23,7 +23,7 @@ acts on the layers that run, after SLU has decided which run.
 
 The paper's settings (§4.1, §4.5): ResNet-74 on CIFAR-10, SGD momentum 0.9, weight decay
 1e-4, initial LR 0.03 when PSG is used ("as SignSGD[21] suggested small learning rates";
-``minicnn train`` says so when a run with psg has another ``--lr``), 64k iterations, and
+``minicnn train`` says so when a run with psg leaves ``--lr`` at its default), 64k iterations, and
 stochastic weight averaging "when PSG is adopted" (§4.1, their ref. [67]): not a part of
 this combination -- add ``--method swa`` (:mod:`minicnn.methods.swa`), as the
 ``e2train`` preset does. Table 3 (with beta = 0.05): skipping 20/40/60% (slu_target
