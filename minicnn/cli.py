@@ -191,6 +191,12 @@ def cmd_train(a):
         raise UserError(str(e)) from None
     cfg = {k: v for k, v in vars(a).items() if k not in RESUME_FLAGS + ("overwrite", "out")}
     job = build_run(cfg)                       # validates everything before touching the directory
+    from .training.setup import DEFAULTS
+    if a.lr == DEFAULTS["lr"]:                 # --lr not given: say once if the method's paper uses another
+        from .methods import paper_lr_note
+        note = paper_lr_note(job["methods"], a.lr)
+        if note:
+            print(note, flush=True)
     if holds_run(out):
         if is_locked(out):
             raise UserError(f"run directory {out} is in use by another run")

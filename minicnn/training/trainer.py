@@ -19,6 +19,14 @@ then ``on_epoch_end(state)`` (WUS and LARS decide here, from
 ``state.control_acc()``), then each method's ``epoch_record(state)``, then
 the line in ``metrics.jsonl``, then ``checkpoint.npz``.
 
+After the last epoch: ``state.status`` is set ("completed" or "diverged"),
+then ``on_train_end(state)``. A method that puts other weights into the model
+there (SWA: the averaged weights) sets ``state.weights_replaced`` to its key;
+the trainer then evaluates the model once more (validation and test set), and
+``summary.json``'s ``final_test_acc`` / ``final_val_acc`` and ``model.npz`` are
+that model's (``summary["final_eval"]`` says whose, with the last epoch's
+accuracy beside it; ``metrics.jsonl`` keeps the per-epoch evaluations).
+
 The cost ledger and the statistics recorder are ordinary hooks here: the
 trainer knows nothing of what they count.
 
@@ -74,6 +82,12 @@ class TrainState:
 
     ``x`` is loaded on first access (augmented, normalized): a batch dropped
     in ``on_batch_begin`` without looking at it costs nothing.
+
+    ``status`` is None while training, "completed" or "diverged" when
+    ``on_train_end`` runs; a method that replaces the weights there sets
+    ``weights_replaced`` (its key) and the trainer evaluates again.
+    ``training_batches()`` iterates over the training images in order,
+    normalized, not augmented (a method's own pass: SWA's BatchNorm update).
     """
 
     def __init__(self, model, optimizer, epochs, num_batches, rng, ledger=None, run_dir=None,
@@ -99,6 +113,10 @@ class TrainState:
         self.batches_dropped = 0
         self.history: list = []
         self.stop_training = False
+        self.status: str | None = None
+        self.weights_replaced: str | None = None
+        self.batch_size = 0
+        self.train_set = None        # (uint8 images, labels, mean, std), set by the Trainer
 
     @property
     def x(self):
@@ -122,6 +140,12 @@ class TrainState:
     def control_acc(self, epoch: int = -1):
         """Accuracy a controller should read for ``history[epoch]`` (validation when there is one)."""
         return self.history[epoch][self.control_metric] if self.history else None
+
+    def training_batches(self, batch_size: int | None = None):
+        """(x, y) batches of the training images in order, normalized as in training, not augmented."""
+        from ..data import BatchIterator
+        x, y, mean, std = self.train_set
+        return BatchIterator(x, y, batch_size or self.batch_size, shuffle=False, mean=mean, std=std)
 
 
 def evaluate(model, x_u8, y, batch_size=256, mean=None, std=None, before_batch=None):
@@ -210,6 +234,9 @@ class Trainer:
                                 ledger=ledger, run_dir=run_dir, input_shape=dataset.train_x.shape[1:],
                                 has_val=len(self.val_y) > 0)
         self.state.schedule = schedule   # read-only for methods (wus-lr refuses a schedule that changes every epoch)
+        self.state.batch_size = batch_size
+        self.state.train_set = (dataset.train_x, dataset.train_y, self.mean, self.std)
+        self._final_eval = None       # the evaluation after on_train_end, when a method replaced the weights
         self._epoch_records: dict[str, list] = {k: [] for k in self.keys}
         self._last_good = None        # weights at the end of the last finished epoch (for divergence)
         self._elapsed = 0.0           # wall time of earlier sessions of a resumed run
@@ -285,8 +312,29 @@ class Trainer:
         except KeyboardInterrupt:
             summary = self._finish("interrupted", None)
             raise TrainingInterrupted(summary) from None
-        hooks.call("on_train_end", s)
+        s.status = status
+        try:
+            hooks.call("on_train_end", s)
+            if status == "completed" and s.weights_replaced:
+                self._final_eval = self._evaluate_final()
+        except KeyboardInterrupt:         # the last epoch's checkpoint stands: resuming redoes this part
+            self._final_eval = None
+            summary = self._finish("interrupted", None)
+            raise TrainingInterrupted(summary) from None
         return self._finish(status, diverged_at)
+
+    def _evaluate_final(self) -> dict:
+        """Evaluate the weights a method put into the model in ``on_train_end`` (SWA's average)."""
+        s, ds = self.state, self.dataset
+        out = {"weights_from": s.weights_replaced,
+               "last_epoch_test_acc": s.history[-1]["test_acc"] if s.history else None}
+        if s.has_val:
+            ev = evaluate(self.model, self.val_x, self.val_y, self.eval_batch_size, self.mean, self.std, _check_stop)
+            out.update(val_loss=ev["loss"], val_acc=ev["accuracy"],
+                       last_epoch_val_acc=s.history[-1]["val_acc"] if s.history else None)
+        ev = evaluate(self.model, ds.test_x, ds.test_y, self.eval_batch_size, self.mean, self.std, _check_stop)
+        out.update(test_loss=ev["loss"], test_acc=ev["accuracy"])
+        return out
 
     def _run_epoch(self, epoch):
         s, hooks, it = self.state, self.hooks, self.train_iter
@@ -449,6 +497,9 @@ class Trainer:
         if status != "completed" and self._last_good is not None:
             self.model.load_state_dict(self._last_good)     # never save weights of a half epoch or NaN
         accs = [r["test_acc"] for r in s.history]
+        final = self._final_eval if status == "completed" else None
+        if final is not None:
+            accs = accs + [final["test_acc"]]          # the replaced weights' accuracy is the run's last
         summary = {
             "status": status,
             "model": getattr(self.model, "arch", type(self.model).__name__),
@@ -473,8 +524,10 @@ class Trainer:
         if diverged_at is not None:
             summary["diverged_at"] = diverged_at
         if s.has_val and s.history:
-            vals = [r["val_acc"] for r in s.history]
+            vals = [r["val_acc"] for r in s.history] + ([final["val_acc"]] if final is not None else [])
             summary.update(final_val_acc=vals[-1], best_val_acc=max(vals))
+        if final is not None:
+            summary["final_eval"] = final
         recs = {}
         for key, m in zip(self.keys, self.methods):
             extra = m.summary_record(s) if hasattr(m, "summary_record") else {}
