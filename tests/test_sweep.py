@@ -124,42 +124,8 @@ def test_spec_grid_expansion_flags_paths_and_combinations(tmp_path):
     assert len({x.group_key for x in spec.runs}) == 2
 
 
-def _grids_spec(tmp_path, tables, train=None):
-    lines = ["[train]"] + [f"{k} = {json.dumps(v)}" for k, v in (train or TINY_TRAIN).items()]
-    for t in tables:
-        lines += ["[[grid]]"] + [f"{k} = {json.dumps(v)}" for k, v in t.items()]
-    path = tmp_path / "grids.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return load_spec(str(path))
-
-
-def test_several_grids_are_the_union_of_their_products(tmp_path):
-    """[[grid]]: a learning rate for some methods only (E2-Train's PSG at 0.03), not crossed with the rest."""
-    from minicnn.sweep.spec import grid_axes
-    spec = _grids_spec(tmp_path, [{"lr": [0.05], "method": ["baseline", "freeze:layers=conv1"], "seed": [0, 1]},
-                                  {"lr": [0.03], "method": ["baseline", ["psg", "swa"]], "seed": [0]}])
-    got = [(r.args["lr"], r.args["method"], r.args["seed"]) for r in spec.runs]
-    assert got == [(0.05, ["baseline"], 0), (0.05, ["baseline"], 1), (0.05, ["freeze:layers=conv1"], 0),
-                   (0.05, ["freeze:layers=conv1"], 1), (0.03, ["baseline"], 0), (0.03, ["psg", "swa"], 0)]
-    assert len({r.id for r in spec.runs}) == 6 and spec.runs[-1].id.startswith("lr-0.03__method-psg+swa__seed-0-")
-    assert isinstance(spec.grid, list) and grid_axes(spec.grid) == ["lr", "method", "seed"]
-    assert grid_axes({"method": ["baseline"], "seed": [0]}) == ["method", "seed"]     # one [grid] table
-    assert spec.digest != _grids_spec(tmp_path, [{"lr": [0.05], "method": ["baseline"]}]).digest
-
-
-@pytest.mark.parametrize("tables,train,message", [
-    ([{"seed": [0]}, {"seed": [0]}], None, "give the same run"),
-    ([{"lr": [0.1]}], {**TINY_TRAIN, "lr": 0.1}, "lr is given in both [train] and [[grid]] #1"),
-    ([{"seed": [0]}, {"seed": 1}], None, "[[grid]] #2 seed: an axis is a non-empty list"),
-])
-def test_several_grids_errors_are_one_line(tmp_path, tables, train, message):
-    with pytest.raises(SpecError) as e:
-        _grids_spec(tmp_path, tables, train)
-    assert message in str(e.value) and "\n" not in str(e.value)
-
-
 def test_the_e2train_preset_runs_psg_as_section_4_1_does():
-    """lr 0.03 and SWA for every PSG configuration, each beside a baseline of the same arguments."""
+    """lr 0.03 and SWA for every PSG configuration, each compared with the baseline at [train]'s lr (a case)."""
     from minicnn.sweep.presets import preset_spec
     from minicnn.sweep.report import Config, baseline_of, load_claims, matches
     spec = preset_spec("e2train", "/nonexistent")
@@ -168,12 +134,13 @@ def test_the_e2train_preset_runs_psg_as_section_4_1_does():
         by_method.setdefault(tuple(r.args["method"]), set()).add(r.args["lr"])
     psg_like = [m for m in by_method if any(x.split(":")[0] in ("psg", "e2train") for x in m)]
     assert psg_like and all(by_method[m] == {0.03} and "swa" in m for m in psg_like)
-    assert by_method[("baseline",)] == {0.03, 0.05}
+    assert by_method[("baseline",)] == {0.05}
     configs = []
     for r in spec.runs:
         args = {k: v for k, v in r.args.items() if k != "seed"}
         if not any(c.args == args for c in configs):
-            configs.append(Config(json.dumps(args), "", args, list(args["method"])))
+            rec = {"axes": r.axes, "args": r.args}
+            configs.append(Config(json.dumps(args), "", args, list(args["method"]), runs=[(rec, None, [], "")]))
     claims = {c["id"]: c for c in load_claims()}
     for m in psg_like:
         c = next(c for c in configs if tuple(c.methods) == m)

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .engine import SweepError, _read_json
-from .spec import grid_axes
 
 METRICS = (  # (key, label, path into summary.json)
     ("final_test_acc", "final test acc", ("final_test_acc",)),
@@ -95,7 +94,7 @@ def load_sweep(sweep_dir: str) -> tuple[dict, list]:
     doc = _read_json(os.path.join(sweep_dir, "sweep.json"))
     if not isinstance(doc, dict) or "runs" not in doc:
         raise SweepError(f"{sweep_dir} is not a sweep directory (no readable sweep.json)")
-    axes = [k for k in grid_axes(doc.get("grid", {})) if k != "seed"]
+    axes = [k for k in doc.get("grid", {}) if k != "seed"]
     configs: dict[str, Config] = {}
     for rec in doc["runs"]:
         args = dict(rec["args"])

@@ -43,25 +43,6 @@ Rules (each broken rule is a one-line :class:`SpecError` before anything runs):
   of the spec file, not the current directory;
 * an optional top-level ``description = "..."`` is kept in ``sweep.json``.
 
-Several grids: ``[[grid]]`` (an array of tables) instead of ``[grid]``; the
-sweep is the union of their products, in order. Use it when some runs need
-another value of a flag than the rest -- a paper's own learning rate for one
-method, say -- without crossing that value with every other axis::
-
-    [train]
-    model = "resnet8"
-    [[grid]]                 # minicnn's rate for these runs
-    lr = [0.05]
-    method = ["baseline", "smd:p=0.5"]
-    [[grid]]                 # E2-Train §4.1: PSG at lr 0.03 (with SWA), and a baseline at that rate
-    lr = [0.03]
-    method = ["baseline", ["psg", "swa"]]
-
-Each table follows the rules of ``[grid]`` (a key may not be in ``[train]``
-too); two tables may not produce the same run. The report labels a run by
-the axes of every table (``lr=0.03``), and compares a method with the
-baseline of the same arguments: give each table its own baseline.
-
 A run's identity is its full argument set: :func:`run_id` gives a readable
 slug of its axis values plus a short hash of all its arguments, so a rerun of
 the same spec finds the same run directories.
@@ -239,30 +220,20 @@ def parse_spec(raw: dict, path: str = "<spec>") -> Spec:
         raise SpecError(f"{name}: unknown top-level key {sorted(unknown)[0]!r}; "
                         "a spec has [train], [grid] and an optional description")
     train_raw, grid_raw = raw.get("train", {}), raw.get("grid", {})
-    several = isinstance(grid_raw, list)
-    tables = grid_raw if several else [grid_raw]
-    if not isinstance(train_raw, dict) or not all(isinstance(t, dict) for t in tables):
-        raise SpecError(f"{name}: [train] and [grid] must be tables ([[grid]]: an array of tables)")
-    if several and not tables:
-        raise SpecError(f"{name}: [[grid]] has no table")
+    if not isinstance(train_raw, dict) or not isinstance(grid_raw, dict):
+        raise SpecError(f"{name}: [train] and [grid] must be tables (one [grid]: a configuration with settings "
+                        f"of its own is a {CASE!r} entry)")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise SpecError(f"{name}: description must be a string")
+    both = sorted(set(train_raw) & set(grid_raw))
+    if both:
+        raise SpecError(f"{name}: {both[0]} is given in both [train] and [grid]; give it in one")
     flags = train_flags()
     train = {k: _check_entry(k, v, flags, f"{name} [train]", spec_dir) for k, v in train_raw.items()}
-    grids = []
-    for i, table in enumerate(tables):
-        label = f"[[grid]] #{i + 1}" if several else "[grid]"
-        both = sorted(set(train_raw) & set(table))
-        if both:
-            raise SpecError(f"{name}: {both[0]} is given in both [train] and {label}; give it in one")
-        grids.append(_check_grid(table, flags, f"{name} {label}", spec_dir))
-    runs = [r for g in grids for r in expand(train, g)]
-    ids = [r.id for r in runs]
-    if len(set(ids)) != len(ids):
-        raise SpecError(f"{name}: two [[grid]] tables give the same run; remove it from one")
-    return Spec(path=os.path.abspath(path), train=train, grid=grids if several else grids[0], runs=runs,
-                description=description)
+    grid = _check_grid(grid_raw, flags, f"{name} [grid]", spec_dir)
+    runs = expand(train, grid)
+    return Spec(path=os.path.abspath(path), train=train, grid=grid, runs=runs, description=description)
 
 
 def _check_grid(table: dict, flags: dict, where_table: str, spec_dir: str) -> dict:
@@ -272,7 +243,7 @@ def _check_grid(table: dict, flags: dict, where_table: str, spec_dir: str) -> di
         if not isinstance(values, list) or not values:
             raise SpecError(f"{where}: an axis is a non-empty list of values, got {values!r}")
         if key == CASE:
-            checked = [_check_case(v, flags, f"{where}[{i}]", spec_dir, set(grid_raw) - {CASE})
+            checked = [_check_case(v, flags, f"{where}[{i}]", spec_dir, set(table) - {CASE})
                        for i, v in enumerate(values)]
         elif key != "method" and any(isinstance(v, (list, dict)) for v in values):
             raise SpecError(f"{where}: axis values must be single values (only method entries may be lists; "
@@ -283,15 +254,6 @@ def _check_grid(table: dict, flags: dict, where_table: str, spec_dir: str) -> di
             raise SpecError(f"{where}: the axis repeats a value")
         grid[key] = checked
     return grid
-
-
-def grid_axes(grid) -> list:
-    """The axis names of a spec's grid (a table, or the tables of ``[[grid]]``), in order of appearance."""
-    tables = grid if isinstance(grid, list) else [grid or {}]
-    out = []
-    for t in tables:
-        out += [k for k in t if k not in out]
-    return out
 
 
 # -- the grid -----------------------------------------------------------------------------
