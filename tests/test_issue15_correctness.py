@@ -79,3 +79,112 @@ def test_a_model_npz_without_the_running_ranges_is_refused(tmp_path):
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert "no saved state for method fixed8" in r.stderr
 
+
+# -- 2. gradprune at input-gradient sites: bytes against an independent observer ---------------------------
+from minicnn.methods import Method  # noqa: E402
+
+
+class ByteObserver(Method):
+    """Sums what each kernel of a training step reads and writes, from the arrays themselves.
+
+    Written from the layers' code, not from the ledger's rules: a kernel reads its input arrays
+    and writes its results once each; an array is charged as it is stored, ``a.nbytes`` (fp32,
+    int32 argmax) or, for a gradient stored sparse, 8 bytes per non-zero (fp32 value + int32
+    index). Which gradients are stored sparse follows from what happened to them: the result of
+    a method's transform of dx (the pruning pass: it writes only non-zeros), and the dx of a
+    layer whose backward keeps zeros zero (ReLU, max-pool, flatten) when its dy was stored sparse.
+    Placed *first* among the hooks, it sees each layer's dx as the layer returned it.
+    """
+    name = "byte-observer"
+
+    def __init__(self):
+        self.bytes = {}          # (layer name, phase) -> bytes
+        self._stored = {}        # id(array) -> (array, bytes as stored), for sparse gradients
+        self._raw = {}           # layer name -> dx as the layer's backward returned it
+        self._reads = {}         # layer name -> arrays its backward reads besides dy and params
+
+    def _add(self, layer, phase, n):
+        key = (layer.name, phase)
+        self.bytes[key] = self.bytes.get(key, 0) + int(n)
+
+    def size(self, a):
+        got = self._stored.get(id(a))
+        return got[1] if got is not None and got[0] is a else a.nbytes
+
+    def _sparse(self, a):
+        self._stored[id(a)] = (a, 8 * int(np.count_nonzero(a)))
+
+    def on_batch_end(self, state):
+        self._stored, self._raw, self._reads = {}, {}, {}
+
+    def forward_output(self, layer, x, y):
+        if layer.is_container or not layer.training:
+            return y
+        if np.shares_memory(x, y):                                   # a view (flatten): no kernel runs
+            self._reads[layer.name] = []
+            return y
+        cache = layer.cache if isinstance(layer.cache, tuple) else (layer.cache,)
+        new = [a for a in cache if isinstance(a, np.ndarray) and not np.shares_memory(a, x)
+               and not np.shares_memory(a, y)]                         # arrays the forward wrote besides y
+        self._add(layer, "forward", x.nbytes + sum(p.nbytes for p in layer.params.values()) + y.nbytes
+                  + sum(a.nbytes for a in new))
+        kind = type(layer).__name__
+        self._reads[layer.name] = {"ReLU": [y], "MaxPool2d": new}.get(kind, [x])   # what backward reads
+        return y
+
+    def backward_input_grad(self, layer, dx):
+        self._raw[layer.name] = dx
+        return dx
+
+    def observe_backward(self, layer, dy, dx):
+        if layer.is_container or not layer.training:
+            return
+        kind = type(layer).__name__
+        raw = self._raw.pop(layer.name, None)
+        if raw is not None and not np.shares_memory(raw, dy):
+            # dx: read dy, and W (conv, linear) or the cache (ReLU: y; max-pool: argmax); write dx
+            extra = [layer.params["weight"]] if kind in ("Conv2d", "Linear") else self._reads[layer.name]
+            if kind in ("ReLU", "MaxPool2d") and id(dy) in self._stored:
+                self._sparse(raw)                                     # zeros stay zeros: stored sparse too
+            self._add(layer, "backward_input", self.size(dy) + sum(a.nbytes for a in extra) + self.size(raw))
+        elif raw is not None and id(dy) in self._stored:             # flatten: dx is dy's view
+            self._sparse(raw)
+        if dx is not None and raw is not None and dx is not raw:     # a method's pass over dx (the pruning)
+            self._sparse(dx)
+            self._add(layer, "backward_input", raw.nbytes + self.size(dx))
+        for p, g in layer.grads.items():
+            if g is None or not layer.requires_grad.get(p, False):
+                continue
+            if p == "weight":                                         # dW: read dy and x, write dW
+                self._add(layer, "backward_weight", self.size(dy) + self._reads[layer.name][0].nbytes + g.nbytes)
+            else:                                                     # db: read dy, write db
+                self._add(layer, "backward_weight", self.size(dy) + g.nbytes)
+
+    def on_param_update(self, layer, name, optimizer):
+        p = layer.params[name]                                        # R+W p, R g, R+W the momentum buffer
+        self._add(layer, "update", 2 * p.nbytes + layer.grads[name].nbytes + (2 * p.nbytes if optimizer.momentum else 0))
+
+
+@pytest.mark.parametrize("model, width", [("alexnet-ye", 0.125), ("vgg11-cifar", 0.125)])
+def test_gradprune_input_site_bytes_equal_an_independent_observer(model, width):
+    from minicnn.cost import Ledger
+    from minicnn.data import synthetic
+    from minicnn.methods import attach, build_methods
+    from minicnn.models import build
+    from minicnn.training import SGD, make_schedule
+    obs = ByteObserver()
+    methods = build_methods(["gradprune:p=0.9,where=input"])
+    ds = synthetic(n_train=32, n_test=10, seed=0)
+    net = build(model, num_classes=10, seed=0, width=width)
+    attach(net, methods)
+    opt = SGD(net, lr=0.01, momentum=0.9, weight_decay=5e-4)
+    tr = Trainer(net, ds, opt, make_schedule("constant", 0.01, 1), 1, batch_size=16, methods=[obs] + methods,
+                 ledger=Ledger(net), seed=0, progress=False, verbose=False)
+    tr.fit()
+    per = tr.ledger.per_layer()
+    ledger = {(n, ph): c.bytes for n, phases in per.items() for ph, c in phases.items()
+              if ph != "eval" and c.bytes}
+    assert ledger == obs.bytes
+    pruned = {n for (n, ph) in obs.bytes if ph == "backward_input" and n.startswith("conv")}
+    assert len(pruned) >= 4                                           # every conv with a dx is a site
+
