@@ -188,3 +188,86 @@ def test_gradprune_input_site_bytes_equal_an_independent_observer(model, width):
     pruned = {n for (n, ph) in obs.bytes if ph == "backward_input" and n.startswith("conv")}
     assert len(pruned) >= 4                                           # every conv with a dx is a site
 
+
+# -- 3. WUS beside SLU: the backbone's targets, and Eq. 1 by hand --------------------------------------------
+def _resnet8_params_by_hand():
+    """(w + b, b) of resnet8 from its layer shapes: every parameter, and every bias (conv/linear bias, BN beta)."""
+    def conv(cin, cout, k):
+        return cin * cout * k * k
+
+    def bn(c):
+        return 2 * c                    # gamma and beta
+    w_b = conv(3, 16, 3) + bn(16)                                                        # stem
+    w_b += conv(16, 16, 3) + bn(16) + conv(16, 16, 3) + bn(16)                           # layer1.0
+    w_b += conv(16, 32, 3) + bn(32) + conv(32, 32, 3) + bn(32) + conv(16, 32, 1) + bn(32)   # layer2.0 (+ projection)
+    w_b += conv(32, 64, 3) + bn(64) + conv(64, 64, 3) + bn(64) + conv(32, 64, 1) + bn(64)   # layer3.0 (+ projection)
+    w_b += 64 * 10 + 10                                                                  # fc
+    b = 16 + (16 + 16) + (32 + 32 + 32) + (64 + 64 + 64) + 10                            # BN betas and fc.bias
+    return w_b, b
+
+
+class _Watch(Method):
+    """Which backbone / gate parameters changed in each epoch."""
+    name = "watch"
+
+    def __init__(self):
+        self.changed = []
+
+    def on_epoch_begin(self, state):
+        self._w = {f"{l.name}.{p}": l.params[p].copy() for _, l, p in state.model.named_parameters()}
+
+    def on_epoch_end(self, state):
+        self.changed.append({f"{l.name}.{p}" for _, l, p in state.model.named_parameters()
+                             if not np.array_equal(self._w[f"{l.name}.{p}"], l.params[p])})
+
+
+def test_wus_beside_slu_trains_fc_bias_and_counts_eq1_by_hand(tmp_path):
+    from minicnn.methods import attach, build_methods
+    from minicnn.data import synthetic
+    from minicnn.cost import Ledger
+    from minicnn.models import build
+    from minicnn.training import SGD, make_schedule
+    # window 2 and a huge threshold: stds after epochs 1 and 2 -> initial epoch 3 -> WUS epochs 4 and 5 (0-based)
+    methods = build_methods(["slu", "wus:window=2,std_threshold=1000,patience=100"])
+    watch = _Watch()
+    ds = synthetic(n_train=64, n_test=20, seed=0)
+    net = build("resnet8", num_classes=10, seed=0)
+    attach(net, methods)
+    opt = SGD(net, lr=0.02, momentum=0.9, weight_decay=5e-4)
+    tr = Trainer(net, ds, opt, make_schedule("constant", 0.02, 6), 6, batch_size=32, methods=methods + [watch],
+                 ledger=Ledger(net), seed=0, progress=False, verbose=False, val_images=20)
+    summary = tr.fit()
+    rec = summary["method_records"]["wus"]
+    assert rec["kinds"] == ["normal"] * 4 + ["wus"] * 2
+    assert rec["targets"] == ["fc.bias"]                     # not a gate's (bias-less) embedding
+    for e in (4, 5):
+        backbone = {n for n in watch.changed[e] if not n.startswith("aux.")}
+        assert backbone == {"fc.bias"}                       # fc.bias trains, every other backbone param is frozen
+        assert any(n.startswith("aux.slu.") for n in watch.changed[e])   # the gates are SLU's: not frozen
+    w_b, b = _resnet8_params_by_hand()
+    assert rec["params_total"] == w_b == 78042 and rec["biases_total"] == b == 346
+    assert rec["updates_skipped_fraction_eq1"] == pytest.approx(1 - (2 * 10 + 4 * w_b) / (6 * w_b), abs=1e-15)
+    assert rec["updates_skipped_fraction_eq1_paper_b"] == pytest.approx(1 - (2 * b + 4 * w_b) / (6 * w_b),
+                                                                        abs=1e-15)
+    per = rec["per_epoch"]                                   # the same, epoch by epoch (cumulative)
+    assert [r["updates_skipped_eq1"] for r in per[:4]] == [0.0] * 4
+    assert per[4]["updates_skipped_eq1_paper_b"] == pytest.approx(1 - (b + 4 * w_b) / (5 * w_b), abs=1e-15)
+    assert per[5]["updates_skipped_eq1"] == rec["updates_skipped_fraction_eq1"]
+
+
+def test_wus_layers_2_on_a_resnet_is_the_last_blocks_bn2_not_its_shortcut():
+    from minicnn.models import build
+    from minicnn.methods.wus import weight_layers, wus_targets
+    r = build("resnet8", num_classes=10, seed=0)
+    assert [f"{l.name}.{n}" for l, n in wus_targets(r, 2)] == ["layer3.0.bn2.bias", "fc.bias"]
+    assert len(weight_layers(r)) == 8                       # resnet8's 8 layers: the projections are not counted
+
+
+def test_lars_skip_walk_leaves_aux_layers_out():
+    from minicnn.methods import attach, build_methods
+    from minicnn.methods.lars_skip import conv_layout
+    from minicnn.models import build
+    net = build("resnet8", num_classes=10, seed=0)
+    attach(net, build_methods(["slu"]))
+    convs, allowed, frozen = conv_layout(net)
+    assert not any(l.name.startswith("aux.") for sets in frozen for l, _ in sets)
