@@ -276,7 +276,9 @@ def _run(job, out, resume, progress):
 
 def cmd_evaluate(a):
     from .training import evaluate, load_checkpoint
-    model, meta, mean, std = load_checkpoint(a.checkpoint)
+    # the methods that act at evaluation come back with their hooks (and saved state: PSG's and fixed8's
+    # running activation ranges), so this scores the network the run's own evaluation scored
+    model, meta, mean, std, methods = load_checkpoint(a.checkpoint, with_methods=True)
     bad = [k for k, v in model.state_dict().items() if not np.all(np.isfinite(v))]
     if bad:
         raise UserError(f"checkpoint {a.checkpoint} holds non-finite weights (e.g. {bad[0]}); "
@@ -299,8 +301,10 @@ def cmd_evaluate(a):
     if a.json:
         print(json.dumps(r))
     else:
+        acting = [m.key for m in methods if m.acts_in_eval]
+        how = f", with {', '.join(acting)} acting as in training's evaluation" if acting else ""
         print(f"{meta['arch']} on {ds.name} {a.split}: accuracy {r['accuracy']:.4f}, loss {r['loss']:.4f} "
-              f"({r['images']} images)")
+              f"({r['images']} images{how})")
     return 0
 
 

@@ -86,7 +86,7 @@ import math
 
 import numpy as np
 
-from .base import FrozenParams, Method, register_method
+from .base import FrozenParams, Method, backbone_leaves, register_method
 
 #: calibrated on the CIFAR-10 slice, resnet20 at lr 0.05 (see the module docstring)
 DEFAULT_ALPHA = 40.0
@@ -154,8 +154,10 @@ def conv_layout(model):
     frozen_sets[k]: the (layer, param) pairs frozen when the first k convs are:
     every non-Linear leaf with parameters before conv k+1 (for k = all convs:
     before the first Linear after the last conv).
+    The walk covers the backbone only (``backbone_leaves``): another method's
+    layers (SLU's gates) are neither measured nor frozen by LARS skipping.
     """
-    leaves = list(model.leaves())
+    leaves = backbone_leaves(model)
     conv_pos = [i for i, m in enumerate(leaves) if type(m).__name__ == "Conv2d"]
     convs = [leaves[i] for i in conv_pos]
     blocks = [_block_of(model, c) for c in convs]

@@ -46,6 +46,7 @@ resumed run ends with the same weights, bit for bit, and the same
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -239,6 +240,7 @@ class Trainer:
         self._final_eval = None       # the evaluation after on_train_end, when a method replaced the weights
         self._epoch_records: dict[str, list] = {k: [] for k in self.keys}
         self._last_good = None        # weights at the end of the last finished epoch (for divergence)
+        self._last_good_methods = {}  # ... and the eval_state methods' state then (saved in model.npz)
         self._elapsed = 0.0           # wall time of earlier sessions of a resumed run
 
     # -- one step ---------------------------------------------------------------
@@ -298,7 +300,7 @@ class Trainer:
             if self.stats is not None and hasattr(self.stats, "attach"):
                 self.stats.attach(self.run_dir)
         if self._last_good is None:
-            self._last_good = _copy_state(self.model)
+            self._last_good, self._last_good_methods = _copy_state(self.model), self._eval_states()
         status, diverged_at = "completed", None
         try:
             for epoch in range(start, self.epochs):
@@ -419,7 +421,7 @@ class Trainer:
             record["method_records"] = recs
         record["train_time_s"] = self._train_time     # this epoch's batches only (no validation)
         record["wall_time_s"] = self._wall()
-        self._last_good = _copy_state(self.model)
+        self._last_good, self._last_good_methods = _copy_state(self.model), self._eval_states()
         if self.run_dir:
             # checkpoint first: a run killed between the two resumes from the checkpoint,
             # which rewrites metrics.jsonl from its own history
@@ -429,6 +431,11 @@ class Trainer:
         return record
 
     # -- checkpoints ----------------------------------------------------------------
+    def _eval_states(self) -> dict:
+        """{key: state_dict()} of the methods whose state is part of the trained model (``Method.eval_state``)."""
+        return {key: copy.deepcopy(m.state_dict()) for key, m in zip(self.keys, self.methods)
+                if getattr(m, "eval_state", False)}
+
     def _hook_states(self) -> dict:
         out = {}
         for key, m in zip(self.keys, self.methods):
@@ -544,7 +551,7 @@ class Trainer:
             save_checkpoint(self.model, os.path.join(self.run_dir, "model.npz"), mean=self.mean, std=self.std,
                             dataset=ds.name, classes=ds.classes,
                             methods=[m for m in _origins(self.methods) if m != "baseline"],
-                            status=status)
+                            status=status, method_states=self._last_good_methods)
             atomic_write_json(os.path.join(self.run_dir, "summary.json"), _finite(summary))   # last
         return summary
 
@@ -634,11 +641,22 @@ def _join_arrays(obj, arrays: dict, prefix: str):
     return obj
 
 
-def save_checkpoint(model, path, mean=None, std=None, **meta):
+def save_checkpoint(model, path, mean=None, std=None, method_states=None, **meta):
     """Weights, BatchNorm buffers, method-owned layers, the architecture, the methods and the
-    normalization, in one .npz (written atomically)."""
+    normalization, in one .npz (written atomically).
+
+    ``method_states``: {method key: state_dict()} of the methods whose state is part of the
+    trained model (``Method.eval_state``: PSG's running activation ranges); JSON values go to
+    ``meta["method_states"]``, arrays to members ``method/<key>/<path>``.
+    """
     arrays = {f"state/{k}": v for k, v in model.state_dict().items()}
     info = {"arch": getattr(model, "arch", None), "config": getattr(model, "config", {}), **meta}
+    if method_states:
+        info["method_states"] = {}
+        for key, st in method_states.items():
+            js, arrs = _split_arrays(st)
+            info["method_states"][key] = js
+            arrays.update({f"method/{key}/{k}": v for k, v in arrs.items()})
     arrays["meta"] = np.array(json.dumps(_finite(info)))
     if mean is not None:
         arrays["norm_mean"], arrays["norm_std"] = np.asarray(mean), np.asarray(std)
