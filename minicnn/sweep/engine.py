@@ -48,6 +48,7 @@ import tempfile
 import time
 import uuid
 
+from ..fileio import atomic_write_bytes, atomic_write_json
 from .spec import Spec, SpecError
 
 #: run statuses in sweep.json
@@ -117,14 +118,6 @@ def _resumable(run_dir):
     return all(os.path.isfile(os.path.join(run_dir, f)) for f in ("config.json", "checkpoint.npz"))
 
 
-def _write_json_atomic(path, obj):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 # -- the sweep directory ---------------------------------------------------------------
 
 class SweepDir:
@@ -182,7 +175,7 @@ class SweepDir:
 
     def save(self):
         self.doc["updated"] = _now()
-        _write_json_atomic(self.path, self.doc)
+        atomic_write_json(self.path, self.doc, indent=2, allow_nan=True)
 
 
 def _now():
@@ -324,10 +317,7 @@ def _write_file(root, rel, data):
     if not path.startswith(os.path.abspath(root) + os.sep):
         raise SweepError(f"refusing to write {rel!r} outside {root}")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)
 
 
 def write_run_files(run_dir: str, files: dict):
