@@ -11,7 +11,7 @@ from minicnn.data import BatchIterator, synthetic
 from minicnn.hooks import Hook, HookList
 from minicnn.layers import Linear
 from minicnn.methods import METHODS, Method, attach, build_methods, register_method, run_length
-from minicnn.methods.conformance import ConformanceError, check_method
+from minicnn.training.conformance import ConformanceError, check_method
 from minicnn.models import build
 from minicnn.training import SGD, ConstantLR, Trainer, evaluate, load_checkpoint
 from minicnn.training.setup import build_run
