@@ -371,8 +371,10 @@ def main(argv=None) -> int:
     handler = _stop_handler if args.command == "train" else _raise_interrupt
     old = signal.signal(signal.SIGTERM, handler)
     old_int = signal.signal(signal.SIGINT, handler)
+    from .kernels.process import speed_settings
     try:
-        return COMMANDS[args.command](args)
+        with speed_settings():          # BLAS on one thread, minicnn's own pool (minicnn/kernels/process.py)
+            return COMMANDS[args.command](args)
     except (UserError, DataError, ShapeError, RunDirError, ValueError, KeyError, OSError) as e:
         if debug:
             raise

@@ -5,7 +5,7 @@ the mask, so nothing else needs caching). NaN inputs propagate in forward.
 
 Each kernel is a plain single-threaded loop over a flat contiguous slice
 (``nogil``: it releases the GIL); the public function cuts the array into
-one contiguous slice per thread (:func:`minicnn.kernels.gemm.run_slices`).
+one contiguous slice per thread (:func:`minicnn.kernels.threads.run_slices`).
 A plain ``range`` index over a slice compiles to SIMD code (an index that
 might be negative would keep numba's wraparound check and block that).
 Why not ``parallel=True``: the same speed, but numba's parallel compiler
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .gemm import run_slices
+from .threads import run_slices
 
 
 @njit(nogil=True, cache=True)

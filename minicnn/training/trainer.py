@@ -49,6 +49,7 @@ import zlib
 import numpy as np
 
 from ..hooks import HookList
+from ..kernels.process import speed_settings
 from ..losses import SoftmaxCrossEntropy
 from .runfiles import RunLock, atomic_savez, atomic_write_json, atomic_write_text
 from .state import TrainState
@@ -191,12 +192,15 @@ class Trainer:
 
         Ends with ``summary["status"]`` "completed", "diverged" or "interrupted"
         (KeyboardInterrupt: the summary is written, then the interrupt is raised again).
+        Runs under minicnn's speed settings (``minicnn.kernels.process.speed_settings``: BLAS on one
+        thread, minicnn's pool on ``MINICNN_NUM_THREADS``), whose thread counts are put back after.
         """
         if self.run_dir:
             os.makedirs(self.run_dir, exist_ok=True)
         lock = RunLock(self.run_dir).acquire() if self.run_dir else None
         try:
-            return self._fit(resume)
+            with speed_settings():
+                return self._fit(resume)
         finally:
             if lock is not None:
                 lock.release()
