@@ -26,5 +26,6 @@ LAYERS = (
     ("methods",),                           # training methods, acting through hooks only
     ("training",),                          # the Trainer, run setup, run files, conformance
     ("sweep", "plots", "bench"),
-    ("cli", "__main__"),                    # the command line, on top of everything
+    ("cli",),                               # the command line, on top of everything
+    ("__main__",),                          # python -m minicnn
 )
