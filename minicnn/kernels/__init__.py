@@ -14,7 +14,7 @@
 All numba kernels are compiled with ``cache=True``, and only when first
 called: a run compiles what its model uses, and later processes load the
 machine code from ``__pycache__`` (the first step's wait, with and without
-a warm cache, is measured in ``docs/measurements/kernels.md``). Every kernel
+a warm cache, is measured in ``docs/measurements/timings.md``). Every kernel
 is a plain single-threaded loop run on minicnn's own threads
 (``threads.run_slices`` / ``threads.for_chunks``), not numba's
 ``parallel=True``: as fast here, and quicker to compile. The kernels of

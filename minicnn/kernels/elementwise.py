@@ -8,8 +8,8 @@ Each kernel is a plain single-threaded loop over a flat contiguous slice
 one contiguous slice per thread (:func:`minicnn.kernels.threads.run_slices`).
 A plain ``range`` index over a slice compiles to SIMD code (an index that
 might be negative would keep numba's wraparound check and block that).
-Why not ``parallel=True``: the same speed, but numba's parallel compiler
-took about 1 s more to compile each kernel on first use (the cold start).
+Why not ``parallel=True``: the same speed, but a slower first compile of
+each kernel (the cold start; ``docs/measurements/timings.md``).
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ The numbers do not depend on the thread count: the slices of
 :func:`matmul_batched` are independent samples, and the chunks and blocks
 of the other two depend on the shapes alone, their sums added in order.
 (The measured speed of this split against OpenBLAS's own threads is in
-``docs/measurements/kernels.md``.)
+``docs/measurements/timings.md``.)
 
 The thread pool itself (``run_slices``, ``run_on_threads``, ``for_chunks``,
 ``OrderedSum``) lived here until it moved to :mod:`.threads`, and the

@@ -19,7 +19,7 @@ changes the whole process, so ``import minicnn`` applies **none** of them:
   over and over, and by default every one is a fresh ``mmap`` that
   page-faults in again.
 
-The measured effect of each is in ``docs/measurements/kernels.md``.
+The measured effect of each is in ``docs/measurements/timings.md``.
 
 Who applies them: the CLI (``minicnn ...``, for the whole command) and
 :meth:`minicnn.training.Trainer.fit` (for the duration of the fit), both
