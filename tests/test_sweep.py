@@ -127,7 +127,7 @@ def test_spec_grid_expansion_flags_paths_and_combinations(tmp_path):
 def test_the_e2train_preset_runs_psg_as_section_4_1_does():
     """lr 0.03 and SWA for every PSG configuration, each compared with the baseline at [train]'s lr (a case)."""
     from minicnn.sweep.presets import preset_spec
-    from minicnn.sweep.report import Config, baseline_of, load_claims, matches
+    from minicnn.sweep.results import Config, baseline_of, load_claims, matches
     spec = preset_spec("e2train", "/nonexistent")
     by_method = {}
     for r in spec.runs:
