@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from minicnn.kernels import configure_threads, thread_info, warmup
+from minicnn.kernels import apply_speed_settings, thread_info, warmup
 from minicnn.layers.activation import ReLU
 from minicnn.layers.batchnorm import BatchNorm2d
 from minicnn.layers.conv import Conv2d
@@ -164,8 +164,7 @@ def main(argv=None):
     global CLOCK
     if args.cpu:
         CLOCK = time.process_time
-    if args.threads is not None:
-        configure_threads(args.threads)
+    apply_speed_settings(args.threads)     # as minicnn train has them (minicnn/kernels/process.py)
     if args.torch:
         import torch
         torch.set_num_threads(args.threads or torch.get_num_threads())

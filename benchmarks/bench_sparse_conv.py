@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from minicnn.kernels import configure_threads, warmup
+from minicnn.kernels import apply_speed_settings, configure_threads, warmup
 from minicnn.kernels.conv2d import conv2d_backward
 from minicnn.kernels.sparse_conv import sparse_conv2d_backward
 from minicnn.methods._dbtd import dbtd_prune
@@ -75,6 +75,7 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--model", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     args = ap.parse_args()
+    apply_speed_settings()              # as minicnn train has them (minicnn/kernels/process.py)
     warmup()
     rng = np.random.default_rng(0)
     for threads in args.threads:

@@ -8,7 +8,7 @@ Same as ``minicnn bench``. For PyTorch's figures on the same machine, run
 import argparse
 
 from minicnn.bench import bench_training
-from minicnn.kernels import thread_info
+from minicnn.kernels import apply_speed_settings, thread_info
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -16,6 +16,7 @@ if __name__ == "__main__":
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=10)
     a = p.parse_args()
+    apply_speed_settings()              # as minicnn train has them (minicnn/kernels/process.py)
     print(thread_info())
     for name in a.models.split(","):
         r = bench_training(name, a.batch_size, a.steps)

@@ -339,7 +339,7 @@ def _layer_case(spec, batch, rng):
 def part_layers(quick: bool, batch: int = 128) -> list[dict]:
     """Three passes, so that one library's idle threads never spin beside another's timing:
     every minicnn layer, then NumPy's GEMMs (OpenBLAS on every core), then every torch layer."""
-    from minicnn.kernels import gemm
+    from minicnn.kernels import process, threads
     rng = np.random.default_rng(0)
     reps = 3 if quick else 9
     cases = [_layer_case(spec, batch, rng) for spec in LAYER_SHAPES]
@@ -350,8 +350,8 @@ def part_layers(quick: bool, batch: int = 128) -> list[dict]:
             layer.backward(dy)
         rows.append({"layer": spec[0], "M": M, "K": K, "N": NL, "flops": 3 * 2 * M * K * NL,
                      "minicnn_s": _median_time(fwd_bwd, reps)})
-    for _, fn in gemm._openblas_setters():      # NumPy as it comes: BLAS on every core
-        fn(gemm._threads)
+    for _, fn in process._openblas_setters():      # NumPy as it comes: BLAS on every core
+        fn(threads.num_threads())
     try:
         for row in rows:
             a = rng.standard_normal((row["M"], row["K"])).astype(np.float32)
@@ -365,7 +365,7 @@ def part_layers(quick: bool, batch: int = 128) -> list[dict]:
 
             row["numpy_gemm_s"] = _median_time(gemms, reps)
     finally:
-        for _, fn in gemm._openblas_setters():
+        for _, fn in process._openblas_setters():
             fn(1)
     if torch is not None:
         for row, (_, x, dy, _, twin) in zip(rows, cases):
@@ -515,11 +515,12 @@ def main():
     p.add_argument("--child-first-step", metavar="MODEL", help=argparse.SUPPRESS)
     p.add_argument("--child-speed", nargs=3, metavar=("FRAMEWORK", "MODEL", "BATCH"), help=argparse.SUPPRESS)
     a = p.parse_args()
+    from minicnn.kernels import apply_speed_settings, threads
+    apply_speed_settings()              # as minicnn train has them (minicnn/kernels/process.py)
     if a.child_speed:
         fw, name, batch = a.child_speed
         if torch is not None:
-            from minicnn.kernels import gemm
-            torch.set_num_threads(gemm._threads)
+            torch.set_num_threads(threads.num_threads())
         child_speed(fw, name, int(batch))
         return
     if a.child_first_step:
@@ -530,8 +531,7 @@ def main():
         child_memory(fw, name, int(batch))
         return
     if torch is not None:
-        from minicnn.kernels import gemm
-        torch.set_num_threads(gemm._threads)
+        torch.set_num_threads(threads.num_threads())
     info = machine()
     print(" | ".join(f"{k}: {v}" for k, v in info.items()))
     if torch is None:

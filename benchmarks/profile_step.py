@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from minicnn.kernels import apply_speed_settings
 from minicnn.losses import SoftmaxCrossEntropy
 from minicnn.models import build
 from minicnn.training import SGD
@@ -33,6 +34,7 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--by-layer", action="store_true", help="one line per layer instead of per layer type")
     a = p.parse_args()
+    apply_speed_settings()              # as minicnn train has them (minicnn/kernels/process.py)
     model = build(a.model, num_classes=10, seed=0)
     opt = SGD(model, lr=0.01, momentum=0.9, weight_decay=5e-4)
     loss = SoftmaxCrossEntropy()

@@ -19,6 +19,11 @@ installed package.
                        ``CHECKS: <passed> passed, <failed> failed`` and exits
                        with status 1 if any check failed (``tests/test_lessons.py``
                        reads that line).
+
+Importing this module applies minicnn's speed settings for the lesson's
+process (BLAS on one thread, minicnn's own thread pool: see
+``minicnn/kernels/process.py``), as ``minicnn train`` does: the lessons run
+layers directly, outside a Trainer.
 """
 from __future__ import annotations
 
@@ -27,6 +32,10 @@ import os
 import sys
 import time
 from pathlib import Path
+
+from minicnn.kernels.process import apply_speed_settings
+
+apply_speed_settings()
 
 #: set MINICNN_LESSON_QUICK=1 to make every lesson do even less work (the tests do)
 QUICK = os.environ.get("MINICNN_LESSON_QUICK", "") not in ("", "0")

@@ -12,6 +12,7 @@ import numpy as np
 
 
 def bench_training(model_name: str, batch_size: int = 128, steps: int = 10, seed: int = 0) -> dict:
+    from .kernels.process import speed_settings
     from .losses import SoftmaxCrossEntropy
     from .models import build
     from .training import SGD
@@ -30,13 +31,14 @@ def bench_training(model_name: str, batch_size: int = 128, steps: int = 10, seed
         model.backward(loss_fn.backward())
         opt.step()
 
-    for _ in range(2):
-        step()
     times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
+    with speed_settings():                  # as a training run has them (minicnn/kernels/process.py)
+        for _ in range(2):
+            step()
+        for _ in range(steps):
+            t = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t)
     med = float(np.median(times))
     return {"model": model_name, "batch_size": batch_size, "steps": steps, "step_ms": med * 1e3,
             "images_per_s": batch_size / med}

@@ -24,61 +24,20 @@ import time
 
 import numpy as np
 
-from .data.registry import DATASETS  # noqa: E402,F401  (the dataset names, one list)
-
 
 class UserError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
-def _number(kind, low, strict=False):
-    """An argparse type: ``kind`` (int or float), finite, >= low (> low if strict)."""
-    what = ("an integer" if kind is int else "a finite number") + (f" > {low}" if strict else f" >= {low}")
-
-    def parse(s):
-        try:
-            v = kind(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
-        if not np.isfinite(v) or v < low or (strict and v == low):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
-        return v
-    return parse
-
-
-_positive_int = _number(int, 1)
-_nonneg_int = _number(int, 0)
-_nonneg_float = _number(float, 0)
-_positive_float = _number(float, 0, strict=True)
-
-
 def _energy_args(p):
-    p.add_argument("--energy-table", default=None, metavar="FILE",
-                   help="JSON object overriding entries of the Horowitz 2014 energy table (see minicnn.cost.energy)")
-    p.add_argument("--memory-level", default=None, choices=("dram", "cache_1mb", "cache_32kb", "cache_8kb"),
-                   help="memory level every counted byte comes from (default dram)")
+    from .training.flags import ENERGY_FLAGS
+    for flag in ENERGY_FLAGS:
+        flag.add_to(p)
 
 
 def _energy_table(a):
     from .training.setup import energy_table
     return energy_table(a.energy_table, a.memory_level)
-
-
-def _momentum_type(s):
-    v = _nonneg_float(s)
-    if v >= 1:
-        raise argparse.ArgumentTypeError(f"expected a momentum in [0, 1), got {s!r}")
-    return v
-
-
-def _milestones_type(s):
-    try:
-        ms = [int(t) for t in s.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated epochs like 10,15, got {s!r}") from None
-    if not ms or min(ms) < 1 or ms != sorted(set(ms)):
-        raise argparse.ArgumentTypeError(f"expected increasing epochs >= 1 like 10,15, got {s!r}")
-    return ms
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,42 +52,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser():
-    from .models import MODELS
+    from .training.flags import positive_int, train_flags
     from .training.runfiles import RUN_FILES
     p = _Parser(prog="minicnn", description="Train CNNs in NumPy+numba and count the cost of training.")
     sub = p.add_subparsers(dest="command", required=True)
 
     from .training.setup import DEFAULTS
     t = sub.add_parser("train", help="train a model; with no arguments, a quick run on synthetic data")
-    t.add_argument("--model", help=f"one of {', '.join(MODELS)} (default: convnet-small)")
-    t.add_argument("--dataset", help="synthetic (built in), cifar10 or cifar100")
-    t.add_argument("--data-dir", help="CIFAR directory (python or binary format)")
-    t.add_argument("--epochs", type=_positive_int,
-                   help="default 5 on synthetic data (under a minute on 2 cores), 4 otherwise")
-    t.add_argument("--batch-size", type=_positive_int)
-    t.add_argument("--lr", type=_nonneg_float)
-    t.add_argument("--momentum", type=_momentum_type, help="in [0, 1)")
-    t.add_argument("--weight-decay", type=_nonneg_float)
-    t.add_argument("--nesterov", action="store_true")
-    t.add_argument("--schedule", choices=("constant", "step", "cosine"))
-    t.add_argument("--milestones", type=_milestones_type, metavar="E1,E2,...",
-                   help="with --schedule step: multiply the lr by --gamma at these epochs (like PyTorch's "
-                        "MultiStepLR; without it, step decays every third of the run)")
-    t.add_argument("--gamma", type=_positive_float, help="lr decay factor of the step schedule")
-    t.add_argument("--augment", help="comma-separated: flip,crop, or none")
-    t.add_argument("--width", type=_positive_float, help="channel multiplier for alexnet-cifar/alexnet-ye/vgg11-cifar")
-    t.add_argument("--train-images", type=_positive_int, help="train on a class-balanced subset")
-    t.add_argument("--val-images", type=_nonneg_int,
-                   help="carve a class-balanced validation set of N training images; methods that decide "
-                        "from accuracy (WUS, LARS skipping) read it instead of the test set")
-    t.add_argument("--method", action="append", metavar="NAME[:key=value,...]",
-                   help="a training method (repeatable); 'baseline' adds none")
-    t.add_argument("--stats", action="store_true", help="record per-layer statistics (stats.jsonl)")
-    t.add_argument("--stats-every", type=_positive_int, help="record statistics every k batches")
-    _energy_args(t)
+    for flag in train_flags():          # the run's flags: one list for this parser and sweep specs
+        flag.add_to(t)
     # one source of truth for the defaults: what build_run uses when a flag is absent (a sweep spec, --resume)
     t.set_defaults(**DEFAULTS)
-    t.add_argument("--seed", type=_nonneg_int)
     t.add_argument("--out", default=None, help="run directory (default runs/<model>-<dataset>-<time>)")
     t.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue the interrupted run in RUN_DIR with its recorded configuration")
@@ -142,14 +76,14 @@ def _parser():
     e.add_argument("--dataset", default=None, help="default: the dataset the checkpoint was trained on")
     e.add_argument("--data-dir", default=None)
     e.add_argument("--split", default="test", choices=("test", "train"))
-    e.add_argument("--batch-size", type=_positive_int, default=256)
+    e.add_argument("--batch-size", type=positive_int, default=256)
     e.add_argument("--json", action="store_true", help="print one JSON line")
     e.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
     c = sub.add_parser("cost", help="per-layer MACs, bytes and energy of one training step")
     c.add_argument("--model", required=True)
-    c.add_argument("--batch-size", type=_positive_int, default=128)
-    c.add_argument("--num-classes", type=_positive_int, default=10)
+    c.add_argument("--batch-size", type=positive_int, default=128)
+    c.add_argument("--num-classes", type=positive_int, default=10)
     _energy_args(c)
 
     pl = sub.add_parser("plot", help="draw the plots of one or more runs (PNG)")
@@ -162,8 +96,8 @@ def _parser():
 
     b = sub.add_parser("bench", help="training throughput (images/s, fwd+bwd+SGD, float32)")
     b.add_argument("--models", default="convnet-small,resnet20")
-    b.add_argument("--batch-size", type=_positive_int, default=128)
-    b.add_argument("--steps", type=_positive_int, default=10)
+    b.add_argument("--batch-size", type=positive_int, default=128)
+    b.add_argument("--steps", type=positive_int, default=10)
     _sweep_parsers(sub)
     return p
 
@@ -356,8 +290,9 @@ def cmd_bench(a):
 # -- sweeps: minicnn sweep / report / reproduce (the engine is minicnn.sweep) --------------
 
 def _sweep_parsers(sub):
+    from .training.flags import positive_int
     def run_flags(q):
-        q.add_argument("--workers", type=_positive_int, default=None,
+        q.add_argument("--workers", type=positive_int, default=None,
                        help="local worker processes (default: cores // MINICNN_NUM_THREADS)")
         q.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="run on a Dask cluster, e.g. tcp://host:8786 (pip install \"minicnn[dask]\")")
@@ -449,8 +384,10 @@ def main(argv=None) -> int:
     handler = _stop_handler if args.command == "train" else _raise_interrupt
     old = signal.signal(signal.SIGTERM, handler)
     old_int = signal.signal(signal.SIGINT, handler)
+    from .kernels.process import speed_settings
     try:
-        return COMMANDS[args.command](args)
+        with speed_settings():          # BLAS on one thread, minicnn's own pool (minicnn/kernels/process.py)
+            return COMMANDS[args.command](args)
     except (UserError, DataError, ShapeError, RunDirError, ValueError, KeyError, OSError) as e:
         if debug:
             raise

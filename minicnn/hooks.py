@@ -6,7 +6,8 @@ A *hook object* is any object with some of the methods of :class:`Hook`
 :class:`HookList` holds hook objects in order and is what the trainer and the
 containers call. There are two kinds of hook points.
 
-Trainer level (called by ``minicnn.training.Trainer`` with a ``TrainState``)::
+Trainer level (called by ``minicnn.training.Trainer`` with a ``TrainState``; its fields, who writes
+each and what a method may do with it: ``minicnn/training/state.py``)::
 
     on_train_begin(state)        once, before the first epoch (and again after a resume)
     on_epoch_begin(state)        before each epoch's first batch (freeze layers here: WUS, LARS)

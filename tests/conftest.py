@@ -3,6 +3,14 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _speed_settings():
+    """The tests run under minicnn's speed settings, as every training run does (minicnn/kernels/process.py)."""
+    from minicnn.kernels.process import speed_settings
+    with speed_settings():
+        yield
+
+
 @pytest.fixture
 def rng():
     """A fresh, seeded np.random.Generator per test (tests are reproducible and independent)."""

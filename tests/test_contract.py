@@ -11,7 +11,7 @@ from minicnn.data import BatchIterator, synthetic
 from minicnn.hooks import Hook, HookList
 from minicnn.layers import Linear
 from minicnn.methods import METHODS, Method, attach, build_methods, register_method, run_length
-from minicnn.methods.conformance import ConformanceError, check_method
+from minicnn.training.conformance import ConformanceError, check_method
 from minicnn.models import build
 from minicnn.training import SGD, ConstantLR, Trainer, evaluate, load_checkpoint
 from minicnn.training.setup import build_run
@@ -290,3 +290,46 @@ class Cheats(Method):
 def test_the_conformance_test_catches_a_method_that_moves_frozen_weights():
     with pytest.raises(ConformanceError, match="frozen conv1.weight changed"):
         check_method("test-cheats", train_images=64)
+
+
+# -- 11. TrainState: methods read it and assign only stop_training ------------------------------------------
+
+class _SetsLr(Method):
+    name = "_sets-lr"
+
+    def on_epoch_begin(self, state):
+        state.lr = 0.5
+
+
+class _StopsEarly(Method):
+    name = "_stops-early"
+
+    def on_epoch_end(self, state):
+        state.stop_training = True
+
+
+def test_a_method_writing_a_read_only_field_of_the_state_is_refused():
+    with pytest.raises(AttributeError) as e:
+        trainer([_SetsLr()]).fit()
+    assert str(e.value) == "TrainState.lr is read-only for methods (written by the Trainer at each epoch start)"
+
+
+def test_a_misspelt_field_is_refused_and_stop_training_is_the_one_a_method_may_set():
+    from minicnn.training import TrainState
+    s = TrainState(None, None, 3, 10, None)
+    with pytest.raises(AttributeError, match="no field 'stop_trainig' a method may set; .* only stop_training"):
+        s.stop_trainig = True
+    with pytest.raises(AttributeError, match=r"^TrainState.history is read-only for methods \(written by the "):
+        s.history = []
+    tr = trainer([_StopsEarly()], epochs=3)
+    assert tr.fit()["epochs"] == 1 and tr.state.stop_training
+
+
+def test_the_state_table_in_the_methods_readme_is_the_dataclass_s():
+    import dataclasses
+    import os
+    from minicnn.training.state import FIELDS, TrainState, contract_table
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "minicnn", "methods", "README.md")).read()
+    assert contract_table() in readme
+    assert dataclasses.is_dataclass(TrainState)
+    assert all(f.metadata["writer"] and f.metadata["valid"] and f.metadata["methods"] for f in FIELDS)

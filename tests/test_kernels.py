@@ -207,11 +207,11 @@ def test_maxpool_2x2_fast_path_matches_naive(shape, rng):
 
 
 def test_gemm_thread_slices_cover_the_batch_in_order():
-    from minicnn.kernels import gemm
-    assert gemm._slices(10, 3) == [(0, 3), (3, 6), (6, 10)]
-    assert gemm._slices(1, 4) == [(0, 1)]
-    out = gemm.run_slices(lambda k, s, e: (k, s, e), 7)
-    assert [r[1:] for r in out] == gemm._slices(7, len(out)) and [r[0] for r in out] == list(range(len(out)))
+    from minicnn.kernels import gemm, threads
+    assert threads._slices(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    assert threads._slices(1, 4) == [(0, 1)]
+    out = threads.run_slices(lambda k, s, e: (k, s, e), 7)
+    assert [r[1:] for r in out] == threads._slices(7, len(out)) and [r[0] for r in out] == list(range(len(out)))
     a = np.arange(6.0).reshape(2, 3)
     b = np.random.default_rng(0).standard_normal((5, 3, 4))
     np.testing.assert_allclose(gemm.matmul_batched(a, b, np.empty((5, 2, 4))), a @ b)
@@ -221,18 +221,18 @@ def test_gemm_thread_slices_cover_the_batch_in_order():
 
 def _on_1_and_2_threads(fn):
     """[fn() on 1 thread, fn() on 2 threads] (whatever MINICNN_NUM_THREADS says); the thread count is restored."""
-    from minicnn.kernels import gemm
-    before = gemm._threads
+    from minicnn.kernels import process, threads
+    before = threads.num_threads()
     try:
-        if gemm.configure_threads(2) != 2:
+        if process.configure_threads(2) != 2:
             pytest.skip("numba has only one thread here: nothing to compare")
         results = []
         for n in (1, 2):
-            assert gemm.configure_threads(n) == n
+            assert process.configure_threads(n) == n
             results.append(fn())
         return results
     finally:
-        gemm.configure_threads(before)
+        process.configure_threads(before)
 
 
 @pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0)],
@@ -272,8 +272,8 @@ def test_batched_sum_is_the_same_for_any_thread_count(chunk_bytes, monkeypatch):
 
 
 def test_ordered_sum_adds_in_number_order_whatever_the_arrival_order():
-    """gemm.OrderedSum: ((a0 + a1) + a2) + ... bitwise, for any arrival order, keeping only what waits."""
-    from minicnn.kernels.gemm import OrderedSum
+    """threads.OrderedSum: ((a0 + a1) + a2) + ... bitwise, for any arrival order, keeping only what waits."""
+    from minicnn.kernels.threads import OrderedSum
     r = np.random.default_rng(5)
     parts = [r.standard_normal(50).astype(np.float32) * 10.0 ** r.integers(-3, 4) for _ in range(9)]
     expected = parts[0].copy()
@@ -317,3 +317,61 @@ def test_threaded_matmul_equals_numpy_and_any_thread_count(shape, monkeypatch):
     got = _on_1_and_2_threads(lambda: gemm.matmul(a, b))
     np.testing.assert_array_equal(got[0], got[1])
     np.testing.assert_allclose(got[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+
+
+_PROCESS_PROBE = r"""
+import json, os, threading
+def blas():
+    from minicnn.kernels.process import _openblas_threads
+    return [n for _, n in _openblas_threads()]
+def state():
+    from minicnn.kernels import threads
+    import numba
+    return {"omp": os.environ.get("OMP_WAIT_POLICY"), "blas": blas(), "pool": threads.num_threads(),
+            "pool_threads": sum(t.name.startswith("minicnn-gemm") for t in threading.enumerate())}
+import numpy as np
+before = {"omp": os.environ.get("OMP_WAIT_POLICY"), "blas": blas()}
+import minicnn, minicnn.kernels, minicnn.layers, minicnn.models, minicnn.training, minicnn.cli
+from minicnn.models import build
+model = build("convnet-small", seed=0)
+model.forward(np.zeros((4, 3, 32, 32), np.float32))            # layers run without any setting applied
+after_import = state()
+from minicnn.kernels.process import speed_settings
+with speed_settings(2):
+    model.forward(np.zeros((4, 3, 32, 32), np.float32))
+    inside = state()
+after_block = state()
+from minicnn.data import synthetic
+from minicnn.training import SGD, ConstantLR, Trainer
+m = build("convnet-small", seed=0)
+Trainer(m, synthetic(n_train=32, n_test=16), SGD(m, 0.01), ConstantLR(0.01), 1, batch_size=16, progress=False).fit()
+after_fit = state()
+print(json.dumps({"before": before, "after_import": after_import, "inside": inside, "after_block": after_block,
+                  "after_fit": after_fit}))
+"""
+
+
+def test_importing_minicnn_changes_no_process_wide_setting_and_the_trainer_puts_them_back():
+    """No BLAS, malloc, environment or thread change at import; speed_settings (the CLI's, the Trainer's) undoes
+    the thread counts and the environment variable it set. In a fresh process (this one runs under the settings)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "MINICNN_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", _PROCESS_PROBE], env=env, capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    untouched = {"omp": None, "blas": r["before"]["blas"]}
+    assert r["before"]["omp"] is None and r["before"]["blas"], r
+    assert r["after_import"] == {**untouched, "pool": 1, "pool_threads": 0}
+    assert r["inside"]["omp"] == "PASSIVE" and set(r["inside"]["blas"]) == {1}
+    assert r["inside"]["pool"] == min(2, os.cpu_count() or 1)
+    for when in ("after_block", "after_fit"):
+        assert {k: r[when][k] for k in ("omp", "blas", "pool")} == {**untouched, "pool": 1}, (when, r)
+
+
+def test_the_thread_pool_still_imports_from_gemm_for_one_release():
+    from minicnn.kernels import gemm, process, threads
+    assert gemm.run_slices is threads.run_slices and gemm.for_chunks is threads.for_chunks
+    assert gemm.OrderedSum is threads.OrderedSum and gemm.run_on_threads is threads.run_on_threads
+    assert gemm.configure_threads is process.configure_threads and gemm._threads == threads.num_threads()

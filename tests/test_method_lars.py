@@ -148,7 +148,7 @@ def test_next_epoch_gives_back_the_prefix():
 
 # -- in training ----------------------------------------------------------------------------------------------
 from minicnn.hooks import Hook  # noqa: E402
-from minicnn.methods.conformance import check_method  # noqa: E402
+from minicnn.training.conformance import check_method  # noqa: E402
 
 from _method_helpers import small_trainer  # noqa: E402
 

@@ -83,7 +83,7 @@ def test_bad_options(kw):
 
 # -- in training: a dropped batch is a true no-op ------------------------------------------------------------
 from minicnn.hooks import Hook  # noqa: E402
-from minicnn.methods.conformance import check_method  # noqa: E402
+from minicnn.training.conformance import check_method  # noqa: E402
 
 from _method_helpers import small_trainer  # noqa: E402
 

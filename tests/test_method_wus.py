@@ -212,7 +212,7 @@ def test_eq1_fraction_of_updates_skipped():
 
 # -- in training ----------------------------------------------------------------------------------------------
 from minicnn.hooks import Hook  # noqa: E402
-from minicnn.methods.conformance import check_method  # noqa: E402
+from minicnn.training.conformance import check_method  # noqa: E402
 
 from _method_helpers import small_trainer  # noqa: E402
 

@@ -5,7 +5,7 @@ import pytest
 from minicnn.cost.formats import TensorFormat
 from minicnn.layers import BatchNorm2d, Conv2d, Linear
 from minicnn.methods import Method, build_methods
-from minicnn.methods.conformance import check_method
+from minicnn.training.conformance import check_method
 from minicnn.quant import fixed_point, weight_range
 from minicnn.training import Trainer
 from minicnn.training.setup import build_run
@@ -19,7 +19,7 @@ def run(specs, model="resnet8", epochs=1, images=64, batch=32, seed=0, **cfg):
     return tr, tr.fit()
 
 
-# -- conformance (minicnn.methods.conformance: dense figure, actual <= dense + declared extra, resume) --
+# -- conformance (minicnn.training.conformance: dense figure, actual <= dense + declared extra, resume) --
 @pytest.mark.parametrize("spec", ["psg", ["gradprune:p=0.9", "fixed8", "signsgd"]])
 def test_conformance(spec):
     """psg alone; gradprune, fixed8 and signsgd together (they compose: one run checks all three, to save time)."""

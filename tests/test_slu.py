@@ -269,7 +269,7 @@ def test_stochastic_depth_target_sets_p_last():
 def test_conformance():
     """Both methods in one run (their masks are and-ed): one conformance run checks each
     method's clauses (dense figure, actual <= dense + the gates, records, resume) at half the time."""
-    from minicnn.methods.conformance import check_method
+    from minicnn.training.conformance import check_method
     summ = check_method(["slu:exec=skip,alpha=1.0", "stochastic-depth:p_last=0.5"], train_images=64)
     for key in ("slu", "stochastic-depth"):
         rec = summ["method_records"][key]["per_epoch"]
@@ -333,7 +333,7 @@ def test_e2train_is_its_parts_built_by_name():
 
 def test_e2train_with_its_real_parts_passes_the_conformance_test():
     """smd + slu + psg composed by name: stretched dense figure, frozen params, records, resume identity."""
-    from minicnn.methods.conformance import check_method
+    from minicnn.training.conformance import check_method
     summary = check_method("e2train", train_images=64)
     assert sorted(summary["method_records"]) == ["psg", "slu", "smd"]
     assert summary["epochs"] == 3                        # 2 epochs stretched by 1.333

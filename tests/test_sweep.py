@@ -21,7 +21,7 @@ import pytest
 
 from minicnn.sweep import SpecError, SweepError, build_report, exit_code, load_spec, parse_spec, run_sweep
 from minicnn.sweep.engine import dir_state
-from minicnn.sweep.report import mean_std, pareto_front
+from minicnn.sweep.results import mean_std, pareto_front
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STRICT = os.environ.get("CI") == "true" or os.environ.get("MINICNN_REQUIRE_DATA") == "1"
@@ -127,7 +127,7 @@ def test_spec_grid_expansion_flags_paths_and_combinations(tmp_path):
 def test_the_e2train_preset_runs_psg_as_section_4_1_does():
     """lr 0.03 and SWA for every PSG configuration, each compared with the baseline at [train]'s lr (a case)."""
     from minicnn.sweep.presets import preset_spec
-    from minicnn.sweep.report import Config, baseline_of, load_claims, matches
+    from minicnn.sweep.results import Config, baseline_of, load_claims, matches
     spec = preset_spec("e2train", "/nonexistent")
     by_method = {}
     for r in spec.runs:
@@ -358,7 +358,7 @@ def test_report_numbers_equal_those_from_the_runs_summaries(local_sweep):
 
 
 def test_method_records_are_flattened():
-    from minicnn.sweep.report import _flatten
+    from minicnn.sweep.results import _flatten
     rec = {"wus": {"per_epoch": [{"epoch": 1, "kind": "normal", "density": 1.0},
                                  {"epoch": 2, "kind": "wus", "density": 0.5},
                                  {"epoch": 3, "kind": "wus", "density": 0.0}],
@@ -377,7 +377,7 @@ def test_mean_std_and_pareto():
 
 
 def test_claims_file_is_complete_and_checks_run():
-    from minicnn.sweep.report import Config, check_claim, load_claims
+    from minicnn.sweep.results import Config, check_claim, load_claims
     claims = load_claims()
     assert len({c["id"] for c in claims}) == len(claims) >= 12
     for c in claims:

@@ -12,7 +12,7 @@ import os
 import pytest
 
 from minicnn.sweep import SpecError, parse_spec
-from minicnn.sweep.report import Config, baseline_of
+from minicnn.sweep.results import Config, baseline_of
 
 TRAIN = {"model": "convnet-small", "train-images": 100, "batch-size": 50, "lr": 0.1}
 
@@ -81,7 +81,7 @@ def test_converged_e2train_preset_end_to_end_on_synthetic_data(tmp_path, monkeyp
 
     from minicnn.sweep import run_sweep
     from minicnn.sweep.presets import CONVERGED
-    from minicnn.sweep.report import build_report
+    from minicnn.sweep.results import build_report
     with open(os.path.join(CONVERGED, "e2train.toml"), "rb") as f:
         raw = tomllib.load(f)
     keep = {"baseline", "smd:p=0.5,epochs_scale=1.333", "signsgd"}

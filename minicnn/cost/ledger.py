@@ -114,6 +114,7 @@ from __future__ import annotations
 
 import json
 
+from ..fileio import atomic_write_json
 from ..hooks import Hook
 from .formats import FormatTable
 from .counts import PHASES, TRAIN_PHASES, Counts, Meter, Tensor
@@ -384,7 +385,6 @@ class Ledger(Hook):
 
     def save(self, path: str) -> None:
         """Write :meth:`to_json` to ``path`` (atomically: a temporary file, then a rename)."""
-        from ..training.runfiles import atomic_write_json
         atomic_write_json(path, self.to_json(), indent=1)
 
     # -- resuming --------------------------------------------------------------------------------

@@ -34,10 +34,10 @@ Resources: a few bytes of a pickle must not make the reader allocate
 gigabytes. The unpickler is Python's pure-Python one, whose memo is a dict:
 with the C unpickler a memo index in the file (``LONG_BINPUT 175399797``,
 found by ``tests/test_fuzz.py`` in a 3 KB fuzzed batch) sized its memo array
-to that index -- 1.4 GB and ~9 s. The array reconstructor is wrapped so that an
+to that index -- 1.4 GB. The array reconstructor is wrapped so that an
 array it creates may not be larger than the file (NumPy's own pickles ask it
 for shape ``(0,)`` and fill the array from the file's bytes afterwards).
-Reading a 5 MB batch takes ~25 ms either way.
+Reading a batch is as fast either way (``docs/measurements/timings.md``).
 """
 from __future__ import annotations
 

@@ -22,17 +22,17 @@ and the input gradient is an affine map of (dy, x) per channel, so one pass
 Threads: each kernel is a single-threaded, GIL-free loop over a range of
 channels (the reductions) or of the N*C image planes (the elementwise
 passes); the public function gives each thread one contiguous range
-(:func:`minicnn.kernels.gemm.run_slices`). Ranges never share an output
+(:func:`minicnn.kernels.threads.run_slices`). Ranges never share an output
 entry, so there are no races, and each channel's sum runs in the same order
-whatever the thread count. (numba's ``parallel=True`` ran as fast but took
-about 1 s more to compile per kernel: the cold start.)
+whatever the thread count. (numba's ``parallel=True`` ran as fast but
+compiled more slowly: the cold start, ``docs/measurements/timings.md``.)
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from .gemm import run_slices
+from .threads import run_slices
 
 
 # float64 accumulators with reassociation allowed (fastmath 'reassoc'), so the

@@ -5,17 +5,17 @@ the mask, so nothing else needs caching). NaN inputs propagate in forward.
 
 Each kernel is a plain single-threaded loop over a flat contiguous slice
 (``nogil``: it releases the GIL); the public function cuts the array into
-one contiguous slice per thread (:func:`minicnn.kernels.gemm.run_slices`).
+one contiguous slice per thread (:func:`minicnn.kernels.threads.run_slices`).
 A plain ``range`` index over a slice compiles to SIMD code (an index that
 might be negative would keep numba's wraparound check and block that).
-Why not ``parallel=True``: the same speed, but numba's parallel compiler
-took about 1 s more to compile each kernel on first use (the cold start).
+Why not ``parallel=True``: the same speed, but a slower first compile of
+each kernel (the cold start; ``docs/measurements/timings.md``).
 """
 from __future__ import annotations
 
 from numba import njit
 
-from .gemm import run_slices
+from .threads import run_slices
 
 
 @njit(nogil=True, cache=True)

@@ -1,150 +1,42 @@
-"""Batched GEMMs for convolution, split over threads; BLAS itself single-threaded.
+"""Batched GEMMs for convolution and the linear layer, split over minicnn's threads.
 
-Why: NumPy's OpenBLAS starts its own worker threads, which busy-wait (spin)
-for a long while after each GEMM. minicnn alternates GEMMs with numba
-kernels all the time, so those spinning threads steal the cores numba's
-threads need; on a shared 2-core machine a model step measured 10-40x slower
-than with single-threaded BLAS. So at import, :func:`configure_threads`
-sets OpenBLAS to one thread (through its C API, found with ctypes) and the
-conv GEMMs are parallelized here instead: the batch is cut into as many
-contiguous slices as there are threads, and each slice's ``np.matmul`` runs
-on its own Python thread (NumPy releases the GIL inside matmul). Idle pool
-threads sleep, they never spin. Measured on 2 cores (loaded machine), a
-(16 x 144) @ (128 x 144 x 1024) batched GEMM: OpenBLAS 2 threads 7.0 ms,
-1 thread 10.4 ms, split over 2 threads 5.2 ms.
+BLAS itself runs on one thread while minicnn trains (:mod:`.process` says
+why and who sets it); the products are parallelized here instead, each
+piece one ``np.matmul`` on a thread of minicnn's pool (:mod:`.threads`;
+NumPy releases the GIL inside matmul):
 
-Threads: ``MINICNN_NUM_THREADS`` if set, else numba's thread count (the
-number of cores). The numbers do not depend on the thread count: the
-slices of :func:`matmul_batched` are independent samples, and the batch sum
-of :func:`matmul_batched_sum_bt` runs over chunks fixed by the shapes alone,
-added in chunk order.
+* :func:`matmul_batched`        out[n] = a @ b[n]: the batch cut into one contiguous slice per thread
+* :func:`matmul_batched_sum_bt` sum_n a[n] @ b[n].T (a weight gradient): chunks fixed by the shapes,
+                                summed in chunk order
+* :func:`matmul`                a @ b: blocks of the result fixed by the shapes
+
+The numbers do not depend on the thread count: the slices of
+:func:`matmul_batched` are independent samples, and the chunks and blocks
+of the other two depend on the shapes alone, their sums added in order.
+(The measured speed of this split against OpenBLAS's own threads is in
+``docs/measurements/timings.md``.)
+
+The thread pool itself (``run_slices``, ``run_on_threads``, ``for_chunks``,
+``OrderedSum``) lived here until it moved to :mod:`.threads`, and the
+process settings (``configure_threads``, ``thread_info``, ``tune_malloc``)
+to :mod:`.process`. The names below still import from here **for one
+release** (``gemm.run_slices``, ``from .gemm import OrderedSum``, even
+``gemm._threads``); new code imports them from their modules.
 """
 from __future__ import annotations
 
-import ctypes
-import itertools
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
-import numba
 import numpy as np
 
-_pool: ThreadPoolExecutor | None = None
-_threads = 1
-_blas_info = "not configured"
+from . import threads
+from .process import _openblas_setters, configure_threads, thread_info, tune_malloc  # noqa: F401  (one release)
+from .threads import OrderedSum, for_chunks, run_on_threads, run_slices  # noqa: F401  (one release)
 
 
-def _openblas_setters():
-    """ctypes functions that set the thread count of every OpenBLAS loaded in this process."""
-    names = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
-             "openblas_set_num_threads")
-    found = []
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
-    except OSError:  # not Linux
-        paths = set()
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in names:
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.argtypes = [ctypes.c_int]
-                fn.restype = None
-                found.append((path, fn))
-                break
-    return found
-
-
-def configure_threads(n: int | None = None) -> int:
-    """Use ``n`` threads for the conv GEMMs (and numba kernels); BLAS gets one thread.
-
-    Default: ``MINICNN_NUM_THREADS`` or numba's thread count. Returns n.
-    """
-    global _pool, _threads, _blas_info
-    if n is None:
-        n = int(os.environ.get("MINICNN_NUM_THREADS", numba.config.NUMBA_NUM_THREADS))
-    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
-    setters = _openblas_setters()
-    for _, fn in setters:
-        fn(1)
-    _blas_info = f"OpenBLAS set to 1 thread in {len(setters)} librar{'y' if len(setters) == 1 else 'ies'}"
-    numba.set_num_threads(n)
-    if _pool is not None:
-        _pool.shutdown(wait=True)
-    _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="minicnn-gemm") if n > 1 else None
-    _threads = n
-    return n
-
-
-def _after_fork_in_child() -> None:
-    """A forked child has no pool threads (only the forking thread survives): start afresh."""
-    global _pool
-    _pool = ThreadPoolExecutor(max_workers=_threads - 1, thread_name_prefix="minicnn-gemm") if _threads > 1 else None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def tune_malloc() -> bool:
-    """Keep freed arrays in the heap for reuse instead of returning them to the OS (glibc only).
-
-    A training step allocates and frees the same activation-sized arrays over
-    and over. glibc serves arrays above a (dynamic, <= 32 MB) threshold with
-    fresh mmap()s and trims the heap top on free, so every step page-faults
-    its memory in again: ResNet-20 at batch 128 took ~19,000 page faults per
-    step, ~10% of its time in a VM. With M_MMAP_THRESHOLD = 256 MB and
-    M_TRIM_THRESHOLD = 1 GB it takes none (same peak RSS). Set
-    ``MINICNN_NO_MALLOPT=1`` to leave malloc alone. Returns True if applied.
-    """
-    if os.environ.get("MINICNN_NO_MALLOPT"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, 256 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
-    except (OSError, AttributeError):  # not glibc
-        return False
-
-
-def thread_info() -> str:
-    return f"{_threads} thread(s) for GEMM slices and numba kernels; {_blas_info}"
-
-
-def _slices(N: int, parts: int):
-    parts = max(1, min(parts, N))
-    bounds = [N * k // parts for k in range(parts + 1)]
-    return [(bounds[k], bounds[k + 1]) for k in range(parts)]
-
-
-def run_slices(fn, N: int):
-    """Run fn(slot, start, stop) over contiguous batch slices, one per thread; results in slice order.
-
-    ``slot`` numbers the slices 0.. (use it to pick per-slice scratch memory); the
-    last slice runs on the calling thread. fn must release the GIL to gain anything
-    (np.matmul and the ``nogil`` numba kernels do).
-    """
-    sl = _slices(N, _threads)
-    if len(sl) == 1 or _pool is None:
-        return [fn(0, 0, N)]
-    futures = [_pool.submit(fn, k, s, e) for k, (s, e) in enumerate(sl[:-1])]
-    last = fn(len(sl) - 1, *sl[-1])
-    return [f.result() for f in futures] + [last]
-
-
-def run_on_threads(fn, n: int | None = None):
-    """Run fn(slot) on ``n`` threads at once (default: all), slot = 0..n-1; results in slot order."""
-    n = _threads if n is None else max(1, min(n, _threads))
-    if n == 1 or _pool is None:
-        return [fn(0)]
-    futures = [_pool.submit(fn, k) for k in range(n - 1)]
-    last = fn(n - 1)
-    return [f.result() for f in futures] + [last]
+def __getattr__(name):
+    """The pool's private names (``_threads``, ``_pool``, ``_slices``), live, for one release."""
+    if name in ("_threads", "_pool", "_slices"):
+        return getattr(threads, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _run(fn, N: int):
@@ -188,55 +80,6 @@ def matmul_batched(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out[n] = a @ b[n] for a (M, K), b (N, K, L), out (N, M, L)."""
     _run(lambda s, e: np.matmul(a, b[s:e], out=out[s:e]), b.shape[0])
     return out
-
-
-def for_chunks(N: int, b: int, fn) -> None:
-    """Call fn(slot, k, start, stop) for every chunk k of ``b`` samples of a batch of N, on all threads.
-
-    Dynamic schedule: each thread takes the next chunk when it is free, so a
-    thread the OS delays (a shared machine) does fewer chunks instead of
-    holding up the others. ``slot`` identifies the thread (e.g. its scratch
-    buffer). The chunks depend on N and b only, never on the thread count.
-    """
-    nchunks = -(-N // b)
-    counter = itertools.count()  # next() on it is atomic under the GIL
-
-    def worker(slot):
-        while True:
-            k = next(counter)
-            if k >= nchunks:
-                return
-            fn(slot, k, k * b, min(N, (k + 1) * b))
-
-    run_on_threads(worker, nchunks)
-
-
-class OrderedSum:
-    """Adds arrays numbered 0, 1, 2, ... in that order, whatever order the threads hand them in.
-
-    ``add(k, a)`` parks ``a`` until every array before it has been added, so
-    the floating-point sum is ``((a0 + a1) + a2) + ...`` for any thread count
-    and schedule, while at most a few arrays wait at a time (keeping all of
-    them, then summing, held 128 per-sample weight gradients at once: 0.45 GB
-    for one AlexNet conv at batch 128).
-    """
-
-    def __init__(self):
-        self.total = None
-        self._next = 0
-        self._waiting: dict = {}
-        self._lock = threading.Lock()
-
-    def add(self, k: int, a: np.ndarray) -> None:
-        with self._lock:
-            self._waiting[k] = a
-            while self._next in self._waiting:
-                part = self._waiting.pop(self._next)
-                if self.total is None:
-                    self.total = part
-                else:
-                    self.total += part
-                self._next += 1
 
 
 #: bytes of operands per chunk of :func:`matmul_batched_sum_bt` (1-8 MB measured alike on 2 cores; 2 MB keeps >= 6 chunks at batch 128)

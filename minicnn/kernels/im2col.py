@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .gemm import run_slices
+from .threads import run_slices
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad: int) -> int:

@@ -12,7 +12,7 @@ Backward adds each ``dy`` into ``dx`` at that index, so overlapping windows
 accumulate. Planes are independent, so the threads have no races: each
 kernel is a single-threaded, GIL-free loop over planes ``p0 <= p < p1``
 (plane ``p`` is sample ``p // C``, channel ``p % C``), and the public
-function gives each thread one range (:func:`minicnn.kernels.gemm.run_slices`).
+function gives each thread one range (:func:`minicnn.kernels.threads.run_slices`).
 
 The first call for each dtype compiles (seconds); later runs use the cache.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .gemm import run_slices
+from .threads import run_slices
 
 
 def _planes(a) -> int:

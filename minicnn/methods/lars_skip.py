@@ -56,21 +56,18 @@ Choices minicnn made where the paper is silent (each stated here):
   iterations an epoch; §V: thresholds are set "in a trial and error
   manner"). nw grows as the steps shrink (roughly like 1/(lr * steps per
   epoch)), so on the 4k-image CIFAR slice every conv sits far above 2 after
-  one epoch and alpha = 2 would freeze every conv every other epoch. Measured
-  on the slice with nothing frozen (MEASUREMENTS_methods1.md on branch
-  wt-methods1): resnet20 at lr 0.05 (cosine, 8 epochs): nw 2.7-38 in epoch 1,
-  13-65 in epoch 5, 58-585 in epoch 8; convnet-small at lr 0.01: 2.3-8.6,
-  32-88, 342-898. On these models nw *grows with depth* (resnet20's
-  ``layer3.0.shortcut_conv`` is always the largest) -- the reverse of VGG-F,
-  whose alpha was set to skip conv1-2 "as much as possible" (§III) -- so
-  "the deepest conv over alpha" freezes most of the network at once or nothing. ``DEFAULT_ALPHA`` = 40
-  sits just above the largest nw of resnet20's first epochs at lr 0.05, so
-  that only the slowest conv (``layer3.0.shortcut_conv``) crosses it early
-  and the cut is a 17-of-21-conv prefix (stem, stages 1-2, layer3.0) rather
-  than every conv (alpha = 20 froze 19-21 convs from epoch 2 on). On an
-  8-epoch run (--val-images 500) it froze a prefix in 3 of 8 epochs and
-  saved 21.6% of the training MACs, at a loss of accuracy on that short run
-  (see the measurements). To
+  one epoch and alpha = 2 would freeze every conv every other epoch. On
+  the slice, with nothing frozen, nw *grows with depth* in resnet20 and
+  convnet-small (resnet20's ``layer3.0.shortcut_conv`` is always the
+  largest) -- the reverse of VGG-F, whose alpha was set to skip conv1-2 "as much as possible" (§III) -- so
+  "the deepest conv over alpha" freezes most of the network at once or
+  nothing. ``DEFAULT_ALPHA`` = 40 sits just above the largest nw of
+  resnet20's first epochs at lr 0.05, so that only the slowest conv
+  (``layer3.0.shortcut_conv``) crosses it early and the cut is a
+  17-of-21-conv prefix (stem, stages 1-2, layer3.0) rather than every conv.
+  The nw measured per epoch, and the 8-epoch runs at alpha 40 and 20 with
+  their frozen convs, MACs saved and accuracy, are in
+  ``docs/measurements/methods1_helper_runs.md`` (section 1). To
   calibrate for another model or learning rate: run one or two epochs with
   ``--method lars-skip:alpha=1e9`` (never freezes; records nw per conv), then
   put alpha between the nw of the convs you want frozen and the rest.

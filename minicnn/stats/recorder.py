@@ -106,10 +106,9 @@ Read back with :func:`minicnn.stats.load_stats`.
 Cost: when no record is due, each layer hook is one attribute test (a few
 microseconds per batch for the whole model). A due batch reads each layer's
 output and gradients once (a numba one-pass kernel, ``_kernels.py``) and
-histograms at most ``max_hist`` sampled values per gradient tensor. Measured
-with the Trainer on the CIFAR slice (batch 128, 2 cores): with ``every=10``
-the recorder takes 1.7% (convnet-small) to 2.6% (resnet8, resnet20) of the
-training time; with ``every=1``, about 20-25%.
+histograms at most ``max_hist`` sampled values per gradient tensor. Its
+share of the training time at ``every=10`` and ``every=1`` is measured by
+``benchmarks/bench_stats_overhead.py`` (figures: ``docs/measurements/timings.md``).
 """
 from __future__ import annotations
 

@@ -104,38 +104,26 @@ class Spec:
 # -- the train command's flags ----------------------------------------------------------
 
 def train_flags() -> dict:
-    """``{flag-name: argparse action}`` of ``minicnn train`` (the one source of truth)."""
-    from .. import cli
-    parser = cli._parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    train = sub.choices["train"]
-    flags = {}
-    for action in train._actions:
-        longs = [s for s in action.option_strings if s.startswith("--")]
-        if longs and action.dest != "help":
-            flags[longs[0][2:]] = action
-    return flags
+    """``{flag-name: Flag}`` of ``minicnn train``'s run flags (``minicnn.training.flags``: the one list)."""
+    from ..training.flags import train_flags as flags
+    return {f.name: f for f in flags()}
 
 
-def _is_switch(action) -> bool:
-    return isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
-
-
-def _check_value(key: str, value, action, where: str):
-    """Check one scalar value as argparse would; return it (booleans for switches)."""
-    if _is_switch(action):
+def _check_value(key: str, value, flag, where: str):
+    """Check one scalar value as the command line would; return it (booleans for switches)."""
+    if flag.switch:
         if not isinstance(value, bool):
             raise SpecError(f"{where}: {key} is a flag without a value; write {key} = true")
         return value
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise SpecError(f"{where}: {key} must be a string or a number, got {value!r}")
-    if action.type is not None:
+    if flag.parse is not None:
         try:
-            action.type(str(value))
+            flag.parse(str(value))
         except (argparse.ArgumentTypeError, ValueError, TypeError) as e:
             raise SpecError(f"{where}: {key} = {value!r}: {e}") from None
-    if action.choices is not None and str(value) not in [str(c) for c in action.choices]:
-        raise SpecError(f"{where}: {key} = {value!r}; choose one of: {', '.join(map(str, action.choices))}")
+    if flag.choices is not None and str(value) not in [str(c) for c in flag.choices]:
+        raise SpecError(f"{where}: {key} = {value!r}; choose one of: {', '.join(map(str, flag.choices))}")
     return value
 
 
@@ -178,7 +166,7 @@ def _check_entry(key: str, value, flags: dict, where: str, spec_dir: str):
         if value not in MODELS:
             raise SpecError(f"{where}: unknown model {value!r}; choose one of: {', '.join(MODELS)}")
     if key == "dataset":
-        from ..cli import DATASETS
+        from ..data.registry import DATASETS
         if value not in DATASETS:
             raise SpecError(f"{where}: unknown dataset {value!r}; choose one of: {', '.join(DATASETS)}")
     if key in PATH_KEYS and isinstance(value, str):

@@ -15,21 +15,22 @@ A run directory holds (in the order they are written)::
 so a directory with a ``summary.json`` is finished (completed, diverged or
 interrupted: its ``status`` says which) and has everything it promises.
 
-Writes are atomic (a temporary file in the same directory, flushed, then
-``os.replace``): a killed process leaves the previous version or the new
-one, never half a file.
+Writes are atomic (``minicnn.fileio``: a temporary file in the same
+directory, flushed and fsync-ed, then ``os.replace``): a killed process
+leaves the previous version or the new one, never half a file. The writers
+are re-exported here, where the trainer has always imported them.
 
 The lock is ``fcntl.flock`` on ``.lock``: the kernel releases it when the
 process dies, however it dies, so a killed run never leaves a stale lock.
 """
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
 import shutil
-import tempfile
+
+from ..fileio import atomic_file, atomic_savez, atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401
 
 #: files a run writes (``--overwrite`` deletes exactly these, and the ``plots/`` folder)
 RUN_FILES = ("config.json", "metrics.jsonl", "stats.jsonl", "checkpoint.npz", "cost.json", "model.npz",
@@ -38,56 +39,8 @@ RUN_DIRS = ("plots",)
 LOCK_FILE = ".lock"
 
 
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 class RunDirError(Exception):
     """A run directory that cannot be used as asked (a one-line message for the user)."""
-
-
-@contextlib.contextmanager
-def atomic_file(path: str):
-    """Open a temporary file beside ``path`` for writing (binary); on success it replaces ``path``.
-
-    If the block raises (or the process dies), ``path`` keeps its old content and the temporary
-    file is removed (or, after a kill, left as ``.<name>.*.tmp``, never read).
-    """
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
-    os.chmod(tmp, _umask_mode())       # mkstemp makes 0600; a run's files are ordinary files
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    with atomic_file(path) as f:
-        f.write(data)
-
-
-def atomic_write_json(path: str, obj, indent=2) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=indent, allow_nan=False) + "\n").encode())
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_savez(path: str, **arrays) -> None:
-    """``np.savez`` to a temporary file, then rename it to ``path``."""
-    import numpy as np
-    with atomic_file(path) as f:
-        np.savez(f, **arrays)
 
 
 class RunLock:

@@ -57,10 +57,11 @@ import zlib
 
 import numpy as np
 
-from ..cost.formats import FormatTable
 from ..hooks import HookList
+from ..kernels.process import speed_settings
 from ..losses import SoftmaxCrossEntropy
 from .runfiles import RunLock, atomic_savez, atomic_write_json, atomic_write_text
+from .state import TrainState
 
 STATUS = ("completed", "diverged", "interrupted")
 
@@ -76,77 +77,6 @@ class Diverged(Exception):
     def __init__(self, epoch: int, batch: int, loss: float):
         super().__init__(f"loss became {loss} in epoch {epoch}, batch {batch}")
         self.epoch, self.batch, self.loss = epoch, batch, loss
-
-
-class TrainState:
-    """What hooks see. Methods may read everything and change ``model`` flags and ``formats``.
-
-    ``x`` is loaded on first access (augmented, normalized): a batch dropped
-    in ``on_batch_begin`` without looking at it costs nothing.
-
-    ``status`` is None while training, "completed" or "diverged" when
-    ``on_train_end`` runs; a method that replaces the weights there sets
-    ``weights_replaced`` (its key) and the trainer evaluates again.
-    ``training_batches()`` iterates over the training images in order,
-    normalized, not augmented (a method's own pass: SWA's BatchNorm update).
-    """
-
-    def __init__(self, model, optimizer, epochs, num_batches, rng, ledger=None, run_dir=None,
-                 input_shape=(3, 32, 32), has_val=False):
-        self.model, self.optimizer, self.epochs, self.num_batches = model, optimizer, epochs, num_batches
-        self.rng = rng
-        self.formats = FormatTable()
-        self.ledger, self.run_dir = ledger, run_dir
-        self.input_shape = tuple(input_shape)
-        self.has_val = bool(has_val)
-        self.epoch = 0
-        self.batch = 0
-        self.global_step = 0
-        self.lr = 0.0
-        self.schedule = None     # the learning-rate schedule (``lr_at(epoch)``), set by the Trainer
-        self.indices: np.ndarray | None = None
-        self.y: np.ndarray | None = None
-        self._x = None
-        self._loader = None
-        self.logits = None
-        self.loss = None
-        self.batches_done = 0
-        self.batches_dropped = 0
-        self.history: list = []
-        self.stop_training = False
-        self.status: str | None = None
-        self.weights_replaced: str | None = None
-        self.batch_size = 0
-        self.train_set = None        # (uint8 images, labels, mean, std), set by the Trainer
-
-    @property
-    def x(self):
-        if self._x is None and self._loader is not None:
-            self._x = self._loader()
-            self._loader = None
-        return self._x
-
-    @x.setter
-    def x(self, value):
-        self._x, self._loader = value, None
-
-    def _set_batch(self, indices, y, loader) -> None:
-        self.indices, self.y, self._x, self._loader = indices, y, None, loader
-
-    @property
-    def control_metric(self) -> str:
-        """What controllers decide from: ``val_acc`` with a validation set, else ``test_acc``."""
-        return "val_acc" if self.has_val else "test_acc"
-
-    def control_acc(self, epoch: int = -1):
-        """Accuracy a controller should read for ``history[epoch]`` (validation when there is one)."""
-        return self.history[epoch][self.control_metric] if self.history else None
-
-    def training_batches(self, batch_size: int | None = None):
-        """(x, y) batches of the training images in order, normalized as in training, not augmented."""
-        from ..data import BatchIterator
-        x, y, mean, std = self.train_set
-        return BatchIterator(x, y, batch_size or self.batch_size, shuffle=False, mean=mean, std=std)
 
 
 def evaluate(model, x_u8, y, batch_size=256, mean=None, std=None, before_batch=None):
@@ -275,12 +205,15 @@ class Trainer:
 
         Ends with ``summary["status"]`` "completed", "diverged" or "interrupted"
         (KeyboardInterrupt: the summary is written, then the interrupt is raised again).
+        Runs under minicnn's speed settings (``minicnn.kernels.process.speed_settings``: BLAS on one
+        thread, minicnn's pool on ``MINICNN_NUM_THREADS``), whose thread counts are put back after.
         """
         if self.run_dir:
             os.makedirs(self.run_dir, exist_ok=True)
         lock = RunLock(self.run_dir).acquire() if self.run_dir else None
         try:
-            return self._fit(resume)
+            with speed_settings():
+                return self._fit(resume)
         finally:
             if lock is not None:
                 lock.release()

@@ -1,5 +1,8 @@
 """The method conformance test: what every method must satisfy, checked on a real (small) run.
 
+It lives in ``minicnn.training`` (it runs the Trainer, which sits above the methods):
+``from minicnn.training.conformance import check_method``.
+
 ``check_method("smd:p=0.5")`` trains two epochs of resnet8 on a small
 slice of the synthetic data (seeded) three times -- with the method, with
 no method (same stretched schedule), and with the method but stopped after
@@ -33,7 +36,7 @@ import tempfile
 import numpy as np
 
 from ..hooks import Hook
-from .base import Method
+from ..methods.base import Method
 
 TRAIN_PHASES = ("forward", "backward_input", "backward_weight", "update")
 
@@ -82,8 +85,8 @@ def _cfg(spec_list, epochs, seed, model, train_images, extra):
 
 
 def _train(cfg, run_dir, resume=False, stop_after=None, watch=None):
-    from ..training import Trainer, TrainingInterrupted
-    from ..training.setup import build_run
+    from .setup import build_run
+    from .trainer import Trainer, TrainingInterrupted
     job = build_run(cfg)
     methods = list(job["methods"])
     stopper = None
