@@ -7,9 +7,9 @@ For every shape (C_in -> C_out at H x W, padding p) prints the median wall
 time (ms) of forward, dL/dW and dL/dx with each algorithm (the kernels alone,
 no layer), and Winograd's speed-up ``im2col / winograd`` per phase and for
 the three together. The two algorithms are timed alternately, rep by rep, so
-a machine that slows down affects both alike. The im2col backward computes
-dW and dx in one pass (one im2col for both); its time is split between dW and
-dx by timing each alone as well. Shapes: ResNet-20's (16/32/64 channels at
+a machine that slows down affects both alike. Both backwards compute dW and dx in
+one pass (im2col: one im2col for both; Winograd: one dy transform for both),
+timed so ("dW+dx") and each alone as well. Shapes: ResNet-20's (16/32/64 channels at
 32/16/8 px), convnet-small's and alexnet-ye's 3x3 stride-1 layers.
 
 ``--cpu-time`` reports the process's CPU time instead of wall time: on a
@@ -56,6 +56,7 @@ def _cases(x, w, dy, p):
         ("winograd", "forward"): lambda: winograd.winograd_forward(x, w, p, p, y),
         ("winograd", "dW"): lambda: winograd.winograd_weight_grad(x, dy, p, p),
         ("winograd", "dx"): lambda: winograd.winograd_input_grad(dy, w, p, p, dx),
+        ("winograd", "dW+dx"): lambda: winograd.winograd_backward(x, w, dy, p, p, True, dx),
     }
 
 
@@ -80,11 +81,11 @@ def measure(C, O, H, p, batch, reps, rng, use_cpu_time=False):
     clock = cpu if use_cpu_time else times
     med = {k: float(np.median(v)) for k, v in clock.items()}
     im2col_total = med[("im2col", "forward")] + med[("im2col", "dW+dx")]
-    wino_total = med[("winograd", "forward")] + med[("winograd", "dW")] + med[("winograd", "dx")]
+    wino_total = med[("winograd", "forward")] + med[("winograd", "dW+dx")]
     return {"C": C, "O": O, "H": H, "pad": p, "batch": batch, "threads": gemm._threads,
             "clock": "process CPU time" if use_cpu_time else "wall",
             "ms": {f"{a} {ph}": 1e3 * v for (a, ph), v in med.items()},
-            "speedup": {ph: med[("im2col", ph)] / med[("winograd", ph)] for ph in ("forward", "dW", "dx")}
+            "speedup": {ph: med[("im2col", ph)] / med[("winograd", ph)] for ph in ("forward", "dW", "dx", "dW+dx")}
             | {"fwd+bwd": im2col_total / wino_total}}
 
 
@@ -116,7 +117,7 @@ def main():
                               f"im2col fwd {ms['im2col forward']:7.2f} dW {ms['im2col dW']:7.2f} "
                               f"dx {ms['im2col dx']:7.2f} dW+dx {ms['im2col dW+dx']:7.2f} | "
                               f"winograd fwd {ms['winograd forward']:7.2f} dW {ms['winograd dW']:7.2f} "
-                              f"dx {ms['winograd dx']:7.2f} | speed-up fwd {s['forward']:.2f} dW {s['dW']:.2f} "
+                              f"dx {ms['winograd dx']:7.2f} dW+dx {ms['winograd dW+dx']:7.2f} | speed-up fwd {s['forward']:.2f} dW {s['dW']:.2f} "
                               f"dx {s['dx']:.2f} all {s['fwd+bwd']:.2f}", flush=True)
     finally:
         gemm.configure_threads(before)

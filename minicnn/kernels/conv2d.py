@@ -2,8 +2,8 @@
 
 :func:`conv2d_forward` and :func:`conv2d_backward` choose the algorithm
 (:func:`use_winograd`): Winograd F(2x2, 3x3) (:mod:`.winograd`) for 3x3
-stride-1 convolutions with padding <= 2 and at least
-``WINOGRAD_MIN_CHANNELS`` input channels, where it measured faster, and
+stride-1 convolutions with at least ``WINOGRAD_MIN_CHANNELS`` input
+channels, where it measured faster, and
 im2col + GEMM (below) for everything else. ``MINICNN_CONV_ALGO=im2col`` (or
 ``conv2d.ALGORITHM = "im2col"``) forces im2col everywhere, to compare;
 ``winograd`` takes Winograd wherever it applies. The weight gradient alone
@@ -116,7 +116,7 @@ def im2col_backward(x, w2, geometry, dy, want_dw: bool, dx):
 
 # -- dispatch: Winograd F(2x2, 3x3) for 3x3 stride-1 layers where it measured faster ------------------------
 #: "auto" (Winograd where :func:`use_winograd` says so, im2col elsewhere), "im2col" (always; to compare) or
-#: "winograd" (wherever it applies: 3x3, stride 1, padding <= 2). Default from ``MINICNN_CONV_ALGO``.
+#: "winograd" (wherever it applies: 3x3, stride 1, any padding). Default from ``MINICNN_CONV_ALGO``.
 ALGORITHM = os.environ.get("MINICNN_CONV_ALGO", "auto")
 #: "auto" takes Winograd for 3x3 stride-1 layers with at least this many input channels. Measured
 #: (benchmarks/bench_conv_algos.py, 2 cores, 2026-12-03, forward + dW + dx at batch 128): with 3 input
@@ -129,7 +129,7 @@ def use_winograd(x_shape, O: int, geometry) -> bool:
     if ALGORITHM not in ("auto", "im2col", "winograd"):
         raise ValueError(f"MINICNN_CONV_ALGO / conv2d.ALGORITHM must be auto, im2col or winograd, got {ALGORITHM!r}")
     kh, kw, sh, sw, ph, pw = geometry
-    if ALGORITHM == "im2col" or (kh, kw, sh, sw) != (3, 3, 1, 1) or ph > 2 or pw > 2:
+    if ALGORITHM == "im2col" or (kh, kw, sh, sw) != (3, 3, 1, 1):
         return False
     return ALGORITHM == "winograd" or x_shape[1] >= WINOGRAD_MIN_CHANNELS
 
@@ -161,10 +161,10 @@ def conv2d_backward(x, w2, geometry, dy, want_dw: bool, dx):
         return im2col_backward(x, w2, geometry, dy, want_dw, dx)
     ph, pw = geometry[4], geometry[5]
     dy4 = _as4(dy, N, O, geometry, x.shape)
-    dw = winograd.winograd_weight_grad(x, dy4, ph, pw).reshape(O, -1) if want_dw else None
-    if dx is not None:
-        winograd.winograd_input_grad(dy4, w2.reshape(O, C, 3, 3), ph, pw, dx)
-    return dw
+    if not want_dw and dx is None:
+        return None
+    dw = winograd.winograd_backward(x, w2.reshape(O, C, 3, 3), dy4, ph, pw, want_dw, dx)
+    return dw.reshape(O, -1) if want_dw else None
 
 
 def conv2d_weight_grad(x, dy, geometry, out_channels: int):

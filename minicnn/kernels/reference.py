@@ -270,3 +270,27 @@ def winograd_weight_grad_naive(x, dy, padding, BT, G, AT):
                 dM = np.array([AT.T @ dyp[n, o, 2 * ty:2 * ty + 2, 2 * tx:2 * tx + 2] @ AT for o in range(O)])
                 dU += dM[:, None] * V[None]
     return np.array([[G.T @ dU[o, c] @ G for c in range(C)] for o in range(O)]).astype(x.dtype)
+
+
+def winograd_input_grad_naive(dy, w, x_shape, padding, BT, G, AT):
+    """dL/dx of the stride-1 3x3 correlation as the adjoint of :func:`winograd_conv2d_naive`'s maps::
+
+        dx_pad[n, c, 2ty : 2ty + 4, 2tx : 2tx + 4] += BT.T @ ( sum_o (G @ w[o, c] @ G.T) * (AT.T @ dY @ AT) ) @ BT
+
+    over every tile (overlapping tiles add), then cropped to the image: dx = dx_pad[..., ph:ph+H, pw:pw+W].
+    """
+    ph, pw = _pair(padding)
+    N, C, H, W = x_shape
+    O, Ho, Wo = dy.shape[1:]
+    th, tw = -(-Ho // 2), -(-Wo // 2)
+    dyp = np.zeros((N, O, 2 * th, 2 * tw))
+    dyp[:, :, :Ho, :Wo] = dy
+    U = np.array([[G @ w[o, c] @ G.T for c in range(C)] for o in range(O)])              # (O, C, 4, 4)
+    dxp = np.zeros((N, C, max(2 * th + 2, ph + H), max(2 * tw + 2, pw + W)))
+    for n in range(N):
+        for ty in range(th):
+            for tx in range(tw):
+                dM = np.array([AT.T @ dyp[n, o, 2 * ty:2 * ty + 2, 2 * tx:2 * tx + 2] @ AT for o in range(O)])
+                for c in range(C):
+                    dxp[n, c, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] += BT.T @ (U[:, c] * dM).sum(axis=0) @ BT
+    return dxp[:, :, ph:ph + H, pw:pw + W].astype(dy.dtype)

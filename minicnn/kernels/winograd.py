@@ -3,9 +3,10 @@
 Lavin & Gray, *Fast Algorithms for Convolutional Neural Networks* (CVPR 2016,
 arXiv:1509.09308; not in shared/papers, cited from the arXiv text): §4.1
 (F(2x2, 3x3)) and §4.2 (F(3x3, 2x2), the same transform used for the weight
-gradient). Chosen over F(4x4, 3x3) (their §4.3) for its exact transforms
-(entries 0, +-1, +-1/2: B^T and A^T add and subtract only) and its fp32 error
-(below); see ``benchmarks/bench_conv_algos.py`` for what it gains here.
+gradient). F(2x2, 3x3) rather than F(4x4, 3x3) (their §4.3): its transforms
+are exact (entries 0, +-1, +-1/2: B^T and A^T only add and subtract) and its
+fp32 error small (below); ``benchmarks/bench_conv_algos.py`` measures what
+it gains against im2col per layer shape.
 
 **1-D F(2, 3).** Two outputs of a 3-tap correlation, ``y_k = sum_i g_i d_(k+i)``
 (k = 0, 1), from four inputs d_0..d_3 with four multiplications instead of six::
@@ -35,19 +36,20 @@ Neighbouring input tiles overlap by two pixels. Then, for a chunk of images::
     M[xi]       = U[xi] @ V[xi]                  16 GEMMs (O x C) @ (C x T) (one batched np.matmul)
     y tile t    = A^T M[:, o, t] A               output transform (winograd_output_nogil)
 
-Backward:
+Backward, as the adjoint (the transpose) of these linear maps, so that it is
+exactly the gradient of what the forward computed (no flipped kernel)::
 
-* dL/dx is the correlation of dy with the kernel flipped in both axes and
-  channels swapped, ``w_f[c, o, i, j] = w[o, c, 2-i, 2-j]``, padding ``2 - pad``
-  (so pad <= 2), run by the same three steps (:func:`winograd_forward` on dy).
-* dL/dW is the adjoint of the forward's linear maps: ``M = U * V`` summed over
-  c gives ``dU[xi] = sum_t dM[xi, :, t] V[xi, :, t]^T`` with
-  ``dM[xi, o, t] = (A dY[o, tile t] A^T)[xi]`` (dy transform,
-  winograd_dy_nogil: 2x2 -> 4x4), and ``U = G w G^T`` gives
-  ``dW[o, c] = G^T dU[:, o, c] G``. This is Lavin & Gray's F(3x3, 2x2) of §4.2
-  (the 3x3 gradient from 4x4 input tiles and 2x2 gradient tiles) in the
-  transposed form that shares B^T d B with the forward. The 16 GEMMs
-  (O x T) @ (T x C) reduce over the batch's tiles.
+    dM[xi, o, t] = (A dY[n, o, tile t] A^T)[xi]   dy transform: 2x2 -> 4x4 (winograd_dy_nogil)
+    dU[xi]      += dM[xi] @ V[xi]^T               16 GEMMs (O x T) @ (T x C): the sum over the batch's tiles
+    dW[o, c]     = G^T dU[:, o, c] G              (NumPy, once per call)
+    dV[xi]       = U[xi]^T @ dM[xi]               16 GEMMs (C x O) @ (O x T)
+    dx_pad tile += B dV[:, c, t] B^T              adjoint of the input transform: the 4x4 tiles added back
+                                                  where they were read, overlaps summed (winograd_input_grad_nogil)
+
+The weight gradient is Lavin & Gray's F(3x3, 2x2) of §4.2 (a 3x3 result
+from 4x4 input tiles and 2x2 gradient tiles) in the transposed form that
+shares B^T d B with the forward; dM serves both dW and dx, one transform per
+chunk of dy.
 
 Each numba kernel loops over tiles ``tx`` of one row of tiles innermost, with
 contiguous loads and stores only (the padded input rows are first copied into
@@ -61,27 +63,41 @@ products.
 transforms (additions). The cost ledger (``minicnn.cost``) still counts the
 layer's 9 MACs per output: it counts the network's work, not the algorithm's.
 
-**Tolerance (fp32 rounding).** With unit roundoff u (2^-24 in float32) and
-``gamma_n = n u / (1 - n u)``, standard error analysis of each step (every
-value formed by at most n roundings of sums of terms) bounds the computed
-output by (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1)::
+**Tolerance (fp32 rounding).** With unit roundoff u (2^-24 in float32,
+2^-53 in float64) and ``gamma_n = n u / (1 - n u)``: every computed value is
+a sum of exact products of the inputs, each of which has passed through at
+most n roundings, so (Higham, *Accuracy and Stability of Numerical
+Algorithms*, 2nd ed., §3.1, Lemma 3.1)::
 
-    |y_computed - y| <= gamma_n * Y_abs,     n = C + 8 (forward), O + 8 (dL/dx), N*th*tw + 8 (dL/dW)
+    |computed - exact| <= gamma_n * Y_abs      (elementwise)
 
-where ``Y_abs`` is the same Winograd computation done in exact arithmetic on
-absolute values: ``|A^T| [ sum_c (|G| |g| |G^T|) * (|B^T| |d| |B|) ] |A|``.
-The 8: the input transform adds up to 2x2 terms (2 roundings), U = G g G^T
-is formed in float64 and rounded once (1), the product (1), the output
-transform adds up to 3x3 terms (4); the GEMM's sum of n terms gives n - 1.
-For dL/dW the roles are the weight gradient's: the sum runs over every tile
-of the batch, ``G^T`` has rows of at most 3 entries (+-1/2 and 1) and ``A``
-two. ``Y_abs`` is at most about 7x the direct method's ``sum |g| |d|`` (in
-1-D, output 0's bound has 8 products against the direct 3): Winograd's
-worst case is some 7/9 * (C + 8) / (9 C) of im2col's gamma_(9C) bound times
-7, i.e. the same order. The tests compare with the float64 naive reference
-at exactly this bound (``winograd_error_bound``); the observed errors are
-~sqrt(n) u, far below it, as for im2col. (F(4x4, 3x3) has transform entries
-up to 8 and 1/24 and a bound about 10x larger.)
+where ``Y_abs`` is the same Winograd computation done exactly on absolute
+values (of the inputs, the weights and every matrix), e.g. for the forward
+``|A^T| [ sum_c (|G| |g| |G^T|) * (|B^T| |d| |B|) ] |A|``. Counting the
+roundings along each path:
+
+* forward, n = C + 8: input transform 2 (two stages of two-term sums), U
+  rounded once from float64 (1), the product (1), the GEMM's sum over C
+  (C - 1), the output transform 4 (two stages of three-term sums); C + 7,
+  rounded up.
+* dL/dx, n = O + 9: dy transform 2, U 1, product 1, GEMM over O (O - 1),
+  B dV B^T 4 (two stages of three-term sums), overlapping tiles 2 (at most
+  two per axis).
+* dL/dW, n = N*th*tw + 8: input and dy transforms 2 + 2, product 1, the sum
+  over all N*th*tw tiles of the batch (chunk GEMMs, then chunks in order:
+  N*th*tw - 1), G^T dU G in float64 rounded once (1).
+
+``Y_abs`` exceeds the direct method's ``sum |g| |d|`` only by the
+transforms' mixing (in 1-D, output 0's bound has 8 products against the
+direct method's 3); ``gamma_(C+8)`` is far below im2col's worst case
+``gamma_(9C)``. :func:`error_bound` computes these bounds (float64 loops in
+``reference``); ``tests/test_winograd.py`` holds the kernels to them against
+the float64 naive convolution on random shapes, paddings and batches, and
+checks that the bound is tight enough to catch a transform entry off by
+1e-3. Observed errors are ~1% of the bound (float32, ResNet-20 shapes: a
+few 1e-6 against the float64 result), the order of im2col's. F(4x4, 3x3)
+has transform entries up to 8 and 1/24 (not exact in binary) and a larger
+bound; it was not taken.
 """
 from __future__ import annotations
 
@@ -145,9 +161,8 @@ def error_bound(x, w, dy, padding, dtype):
 
     ax, aw, ady = (np.abs(np.asarray(a, dtype=np.float64)) for a in (x, w, dy))
     mats = np.abs(BT), np.abs(G), np.abs(AT)
-    w_flipped = aw[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
     return (gamma(C + 8) * R.winograd_conv2d_naive(ax, aw, (ph, pw), *mats),
-            gamma(O + 8) * R.winograd_conv2d_naive(ady, w_flipped, (2 - ph, 2 - pw), *mats),
+            gamma(O + 9) * R.winograd_input_grad_naive(ady, aw, x.shape, (ph, pw), *mats),
             gamma(N * th * tw + 8) * R.winograd_weight_grad_naive(ax, ady, (ph, pw), *mats))
 
 
@@ -171,6 +186,12 @@ def _a(u, v):
 
 
 @njit(cache=True, inline="always")
+def _b(z0, z1, z2, z3):
+    """B z: B = (B^T)^T has rows [1, 0, 0, 0], [0, 1, -1, 1], [-1, 1, 1, 0], [0, 0, 0, -1]."""
+    return z0, z1 - z2 + z3, z1 + z2 - z0, -z3
+
+
+@njit(cache=True, inline="always")
 def _split_row(dst_even, dst_odd, src, shift):
     """dst_even[j] = src[2j - shift], dst_odd[j] = src[2j + 1 - shift], zero where that is outside src.
 
@@ -182,6 +203,14 @@ def _split_row(dst_even, dst_odd, src, shift):
         dst_even[j] = src[k] if 0 <= k < n else 0
         k += 1
         dst_odd[j] = src[k] if 0 <= k < n else 0
+
+
+@njit(cache=True, inline="always")
+def _merge_row(dst, src_even, src_odd, shift):
+    """dst[w] = the padded row's column w + shift, from its even and odd halves: the inverse of _split_row."""
+    for w in range(dst.shape[0]):
+        k = w + shift
+        dst[w] = src_even[k // 2] if k % 2 == 0 else src_odd[k // 2]
 
 
 @njit(cache=True, inline="always")
@@ -324,6 +353,62 @@ def winograd_dy_nogil(dy, th, tw, dM, rows, tb):
     return dM
 
 
+@njit(cache=True, inline="always")
+def _b_tile_columns(tb, t, k):
+    """Columns k and k + 1 of the 4x4 tile B dV B^T, for dV = tb[4a + b', t]: two 4-vectors (rows 0..3)."""
+    # dV B^T: along each row a of dV (positions 4a..4a+3), B; ra[k] = (dV B^T)[a, k]
+    r0 = _b(tb[0, t], tb[1, t], tb[2, t], tb[3, t])
+    r1 = _b(tb[4, t], tb[5, t], tb[6, t], tb[7, t])
+    r2 = _b(tb[8, t], tb[9, t], tb[10, t], tb[11, t])
+    r3 = _b(tb[12, t], tb[13, t], tb[14, t], tb[15, t])
+    # B (dV B^T): down tile columns k and k + 1, B again
+    return _b(r0[k], r1[k], r2[k], r3[k]), _b(r0[k + 1], r1[k + 1], r2[k + 1], r3[k + 1])
+
+
+@njit(nogil=True, cache=True)
+def winograd_input_grad_nogil(dV, ph, pw, th, tw, dx, plane_e, plane_o, tb):
+    """dx[n, c] = the 4x4 tiles B dV[:, c, t] B^T added back where their input tiles came from (the adjoint of
+    winograd_input_nogil), cropped to the image: dx (b, C, H, W).
+
+    Neighbouring tiles overlap by two columns, so one row of tiles is added in two passes: columns 0 and 1
+    of every tile (padded columns 2tx, 2tx + 1: even tx, odd tx), then columns 2 and 3 (even tx+1, odd tx+1).
+    Within a pass no two tiles touch the same pixel, so the loop vectorizes. Scratch as winograd_input_nogil's.
+    """
+    b, C, H, W = dx.shape
+    for n in range(b):
+        for c in range(C):
+            _copy_in(dV, c, n * th * tw, tb)
+            plane_e[:, :] = 0
+            plane_o[:, :] = 0
+            for ty in range(th):
+                base = ty * tw
+                e0, e1, e2, e3 = plane_e[2 * ty], plane_e[2 * ty + 1], plane_e[2 * ty + 2], plane_e[2 * ty + 3]
+                o0, o1, o2, o3 = plane_o[2 * ty], plane_o[2 * ty + 1], plane_o[2 * ty + 2], plane_o[2 * ty + 3]
+                for tx in range(tw):                   # tile columns 0, 1 -> padded columns even tx, odd tx
+                    ce, co = _b_tile_columns(tb, base + tx, 0)
+                    e0[tx] += ce[0]
+                    e1[tx] += ce[1]
+                    e2[tx] += ce[2]
+                    e3[tx] += ce[3]
+                    o0[tx] += co[0]
+                    o1[tx] += co[1]
+                    o2[tx] += co[2]
+                    o3[tx] += co[3]
+                for tx in range(tw):                   # tile columns 2, 3 -> padded columns even tx+1, odd tx+1
+                    ce, co = _b_tile_columns(tb, base + tx, 2)
+                    e0[tx + 1] += ce[0]
+                    e1[tx + 1] += ce[1]
+                    e2[tx + 1] += ce[2]
+                    e3[tx + 1] += ce[3]
+                    o0[tx + 1] += co[0]
+                    o1[tx + 1] += co[1]
+                    o2[tx + 1] += co[2]
+                    o3[tx + 1] += co[3]
+            for h in range(H):                          # image row h is padded row h + ph
+                _merge_row(dx[n, c, h], plane_e[h + ph], plane_o[h + ph], pw)
+    return dx
+
+
 # -- drivers: chunks of the batch on all threads ---------------------------------------------------------------
 #: bytes of transformed tiles per chunk and thread (V and M: 16 * tiles * (C + O) values), and at least
 #: MIN_CHUNK_TILES tiles per chunk (for wide layers: the GEMMs need long rows to run at speed, and U is read
@@ -384,17 +469,27 @@ def winograd_forward(x, w, ph, pw, y):
     return y
 
 
-def winograd_weight_grad(x, dy, ph, pw):
-    """dW (O, C, 3, 3) of the stride-1 3x3 correlation, for x (N, C, H, W) and dy (N, O, H_out, W_out).
+def winograd_backward(x, w, dy, ph, pw, want_dw: bool, dx):
+    """dW (O, C, 3, 3) or None, and dx (N, C, H, W) filled unless it is None, for dy (N, O, H_out, W_out).
 
-    The batch sum runs over chunks fixed by the shapes, added in chunk order
+    x is needed for dW only, w for dx only (either may be None when not needed).
+
+    One pass over chunks of the batch; per chunk the input and dy transforms are made once and serve both::
+
+        V = input transform of x;  dM = dy transform       (B^T d B and A dY A^T of every tile)
+        dU += dM[xi] @ V[xi]^T                              (16 GEMMs (O x T) @ (T x C); then dW = G^T dU G)
+        dV  = U[xi]^T @ dM[xi]                              (16 GEMMs (C x O) @ (O x T), into V's buffer)
+        dx  = the tiles B dV B^T added back                 (the adjoint of the input transform)
+
+    The batch sum of dU runs over chunks fixed by the shapes, added in chunk order
     (``gemm.OrderedSum``): the same bits on any thread count.
     """
-    N, C, H, W = x.shape
+    N, C = (x if x is not None else dx).shape[:2]
     O, Ho, Wo = dy.shape[1], dy.shape[2], dy.shape[3]
     th, tw = tiles(Ho, Wo)
     b = chunk_images(N, th * tw, C + O, dy.dtype)
     dU = gemm.OrderedSum()
+    UT = np.ascontiguousarray(weight_transform(w, dy.dtype).transpose(0, 2, 1)) if dx is not None else None
 
     def chunk(slot, k, s, e):
         T = (e - s) * th * tw
@@ -403,15 +498,24 @@ def winograd_weight_grad(x, dy, ph, pw):
         plane_e = _buffer(slot, "plane_e", (2 * th + 2, tw + 1), dy.dtype)
         plane_o = _buffer(slot, "plane_o", (2 * th + 2, tw + 1), dy.dtype)
         tb = _buffer(slot, "tb", (ALPHA * ALPHA, th * tw), dy.dtype)
-        winograd_input_nogil(x[s:e], ph, pw, th, tw, V, plane_e, plane_o, tb)
         winograd_dy_nogil(dy[s:e], th, tw, dM, _buffer(slot, "rows", (4, tw), dy.dtype), tb)
-        dU.add(k, np.matmul(dM, V.transpose(0, 2, 1)))      # (16, O, C): sum over the chunk's tiles
+        if want_dw:
+            winograd_input_nogil(x[s:e], ph, pw, th, tw, V, plane_e, plane_o, tb)
+            dU.add(k, np.matmul(dM, V.transpose(0, 2, 1)))      # (16, O, C): sum over the chunk's tiles
+        if dx is not None:
+            np.matmul(UT, dM, out=V)
+            winograd_input_grad_nogil(V, ph, pw, th, tw, dx[s:e], plane_e, plane_o, tb)
 
     gemm.for_chunks(N, b, chunk)
-    return weight_grad_transform(dU.total)
+    return weight_grad_transform(dU.total) if want_dw else None
+
+
+def winograd_weight_grad(x, dy, ph, pw):
+    """dW (O, C, 3, 3) of the stride-1 3x3 correlation, for x (N, C, H, W) and dy (N, O, H_out, W_out)."""
+    return winograd_backward(x, None, dy, ph, pw, True, None)
 
 
 def winograd_input_grad(dy, w, ph, pw, dx):
-    """dx (N, C, H, W): the correlation of dy with w flipped (w_f[c, o] = w[o, c, ::-1, ::-1]), padding 2 - p."""
-    w_flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    return winograd_forward(dy, w_flipped, 2 - ph, 2 - pw, dx)
+    """dx (N, C, H, W) of the stride-1 3x3 correlation with w (O, C, 3, 3), for dy (N, O, H_out, W_out)."""
+    winograd_backward(None, w, dy, ph, pw, False, dx)
+    return dx
