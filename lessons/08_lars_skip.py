@@ -35,14 +35,17 @@ ARCH, LR, SEED = "resnet8", 0.05, 0
 # ---------------------------------------------------------------------------------------------
 section("1. What the paper claims")
 print(inspect.cleandoc("""
-    VGG-F on ImageNet (batch 32, lr 0.001, alpha = 2, 20 epochs). After each epoch, nw of each conv
-    (Eq. 1-3, You et al.'s LARS ratio) says how little it moved; if a conv's nw exceeds alpha, the next
-    epoch trains only the layers above it (Alg. 1): no backward below the cut. In epochs whose accuracy
-    fell, every layer trains (§IV). Claimed: -39.0% MAC operations and -38.9% bandwidth (Figs. 6-7),
-    +3.0 points top-1. Two kinds of figure: the -39% is about freezing conv1-2 of VGG-F (58.4% of its
-    MACs, Figs. 2-3) almost every epoch, times the backward's 2/3 of the work; wall time after 20 epochs
-    fell only 7.1% (Table I, 111386 s -> 103460 s); the abstract's 2.14x is the time to reach the
-    baseline's best accuracy (Table II).
+    VGG-F on ImageNet (batch 32, lr 0.001, alpha = 2, §IV; 20 epochs, Table I). After each epoch, nw of
+    each conv (§III, Eq. 1-3, You et al.'s LARS ratio [9]) says how little it moved; if a conv's nw
+    exceeds alpha, the next epoch trains only the layers after it (Alg. 1 lines 4-6 return for every
+    layer i <= l; the text's "only layers below that layer are learned" must mean that): no backward
+    below the cut. In epochs whose accuracy fell, every layer trains (§IV). Claimed (§IV, abstract):
+    -39.0% MAC operations and -38.9% bandwidth (Figs. 6-7), +3.0 points top-1 (Table I). Two kinds of
+    figure: the -39% counts operations; wall time after 20 epochs fell only 7.1% (Table I, 111386 s ->
+    103460 s), and the abstract's 2.14x is the time to reach the baseline's best accuracy (Table II).
+    An inference (minicnn's, not the paper's): conv1-2 hold 58.4% of VGG-F's MACs (§III, Figs. 2-3) and
+    a conv's backward is 2/3 of its training work, so freezing conv1-2 in almost every epoch would save
+    58.4% x 2/3 = 38.9% -- the paper's -39% fits that, but it does not say how often conv1-2 were frozen.
 """))
 
 # ---------------------------------------------------------------------------------------------
@@ -98,7 +101,8 @@ print(inspect.cleandoc(f"""
     nw grows as the learning rate decays (the steps get smaller) and is larger with fewer steps an
     epoch, so alpha = 2 (VGG-F, ImageNet, lr 0.001, 40,000 steps an epoch) would freeze every conv
     here after the first epoch. On this run the deeper convs have the larger nw -- the reverse of
-    VGG-F, where conv1-2 were frozen -- so "the deepest conv over alpha" tends to freeze most of the
+    what the paper wanted on VGG-F, an alpha that skips conv1-2 "as much as possible" (§III) -- so
+    "the deepest conv over alpha" tends to freeze most of the
     network at once. The recipe: run a few epochs with alpha=1e9 (this run), then take alpha between
     the nw of the convs you want frozen and the rest. This lesson takes the median nw of epoch 2:
     alpha = {alpha:.1f}.

@@ -4,20 +4,26 @@ Run it top to bottom:
 
     python lessons/11_slu.py
 
-E2-Train (Wang et al., NeurIPS 2019) §3.2 puts a light gate in front of every residual
-block but the first. Per sample, the gate reads the previous block's output and decides
-whether the block runs -- in the forward *and* the backward pass -- and a cost term
-(Eq. 1, loss + alpha * s * C) keeps the executed fraction C near a target. This lesson
+E2-Train (Wang et al., NeurIPS 2019) §3.2 adds "a light-weight RNN gating network per
+layer block" (the official code, GATECH-EIC/E2Train: every residual block but the first).
+Per sample, the gate reads the block's input -- the previous block's output -- and decides
+whether the block runs, "during both feed-forward and back-propagation" (§3.2). Eq. 1,
+min L + alpha * C (C: the FLOPs of the selected layers), pushes the executed fraction down;
+the official code (main_all.py, ``--minimum``) gives the term a sign s = +1 above a target
+and -1 below it, loss = L + alpha * s * C, so that C settles near the target: minicnn's
+term is that one. This lesson
 
-1. builds the gates (global pooling -> 1x1 "conv" to 10 -> one shared LSTM cell -> linear
-   -> sigmoid) and measures what they cost next to the network they steer;
+1. builds the gates (the official design, §3.2 leaves it to its supplement: global
+   pooling -> 1x1 "conv" to 10 -> one shared LSTM cell -> linear -> sigmoid) and measures
+   what they cost next to the network they steer;
 2. trains with SLU (exec=skip: skipped samples are really not computed) and follows the
    executed fraction of every gate over training;
 3. shows which blocks ran for a few test images;
 4. compares exec=skip with exec=mask (the official code: compute every block, multiply by
    the decision afterwards) -- the same seed, so the same first decisions;
 5. puts SLU next to stochastic depth (Huang et al. 2016) at equal executed work and a
-   plain run: test accuracy against training energy (the paper's Figs. 4-5).
+   plain run: test accuracy against training energy (the paper's Figs. 4-5; §4.3 sets SD's
+   dropping ratio equal to SLU's).
 
 Figures: ``11_gates.png`` and ``11_accuracy_vs_energy.png`` in the output folder.
 """
@@ -57,7 +63,7 @@ per = ledger.per_layer()
 gate_macs = sum(c["eval"].macs for n, c in per.items() if n.startswith("aux."))
 net_macs = sum(c["eval"].macs for n, c in per.items() if not n.startswith("aux."))
 print(f"one image at evaluation: gates {gate_macs:,} MACs, the blocks that ran {net_macs:,} MACs "
-      f"-> the gates cost {gate_macs / net_macs:.4%} (the paper: under 0.04% for its RNN gates)")
+      f"-> the gates cost {gate_macs / net_macs:.4%} (§3.2: under 0.04% of the feed-forward FLOPs for its RNN gates)")
 check("the gates cost under 1% of the MACs of the blocks they steer", gate_macs < 0.01 * net_macs,
       f"{gate_macs / net_macs:.4%}")
 print(f"which blocks this untrained network ran for it: {slu.executed_blocks()[0].astype(int)} "

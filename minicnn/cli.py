@@ -125,6 +125,12 @@ def cmd_train(a):
         raise UserError(str(e)) from None
     cfg = {k: v for k, v in vars(a).items() if k not in RESUME_FLAGS + ("overwrite", "out")}
     job = build_run(cfg)                       # validates everything before touching the directory
+    from .training.setup import DEFAULTS
+    if a.lr == DEFAULTS["lr"]:                 # --lr not given: say once if the method's paper uses another
+        from .methods import paper_lr_note
+        note = paper_lr_note(job["methods"], a.lr)
+        if note:
+            print(note, flush=True)
     if holds_run(out):
         if is_locked(out):
             raise UserError(f"run directory {out} is in use by another run")
@@ -204,7 +210,9 @@ def _run(job, out, resume, progress):
 
 def cmd_evaluate(a):
     from .training import evaluate, load_checkpoint
-    model, meta, mean, std = load_checkpoint(a.checkpoint)
+    # the methods that act at evaluation come back with their hooks (and saved state: PSG's and fixed8's
+    # running activation ranges), so this scores the network the run's own evaluation scored
+    model, meta, mean, std, methods = load_checkpoint(a.checkpoint, with_methods=True)
     bad = [k for k, v in model.state_dict().items() if not np.all(np.isfinite(v))]
     if bad:
         raise UserError(f"checkpoint {a.checkpoint} holds non-finite weights (e.g. {bad[0]}); "
@@ -227,8 +235,10 @@ def cmd_evaluate(a):
     if a.json:
         print(json.dumps(r))
     else:
+        acting = [m.key for m in methods if m.acts_in_eval]
+        how = f", with {', '.join(acting)} acting as in training's evaluation" if acting else ""
         print(f"{meta['arch']} on {ds.name} {a.split}: accuracy {r['accuracy']:.4f}, loss {r['loss']:.4f} "
-              f"({r['images']} images)")
+              f"({r['images']} images{how})")
     return 0
 
 
@@ -304,7 +314,9 @@ def _sweep_parsers(sub):
     rp.add_argument("name", choices=(*PRESETS, "all"))
     rp.add_argument("--data-dir", default=None, help="CIFAR-10 directory (default: $MINICNN_CIFAR10, "
                     "../shared/data/cifar-10-batches-py or data/cifar-10-batches-py)")
-    rp.add_argument("--out", default=None, help="sweep directory (default runs/reproduce-NAME)")
+    rp.add_argument("--out", default=None, help="sweep directory (default runs/reproduce-NAME[-converged])")
+    rp.add_argument("--converged", action="store_true",
+                    help="the paper's headline comparison trained to the baseline's plateau, 3 seeds (hours; resumable)")
     run_flags(rp)
     rp.add_argument("--dry-run", action="store_true", help="list the runs; run nothing")
 
@@ -336,7 +348,8 @@ def cmd_report(a):
 def cmd_reproduce(a):
     from .sweep import exit_code, reproduce
     doc, out, reports = reproduce(a.name, data_dir=a.data_dir, out=a.out, workers=a.workers,
-                                  scheduler=a.scheduler, dry_run=a.dry_run, progress=not a.no_progress)
+                                  scheduler=a.scheduler, dry_run=a.dry_run, progress=not a.no_progress,
+                                  converged=a.converged)
     for path in reports:
         print(path)
     return 0 if a.dry_run else _sweep_exit(doc, out, exit_code(doc))

@@ -194,3 +194,32 @@ def test_a_diverged_run_stops_with_status_and_exit_3(tmp_path):
     with np.load(out / "model.npz") as z:        # the last finite weights (here: the initial ones)
         assert all(np.all(np.isfinite(z[k])) for k in z.files if k.startswith("state/"))
     assert open(out / "metrics.jsonl").read() == ""      # no epoch finished
+
+
+def test_train_says_once_that_e2train_trains_psg_at_lr_0_03(tmp_path):
+    """Without --lr, a run with psg (or e2train, whose part it is) gets one line naming the paper's lr;
+    the run keeps its --lr (config.json records what ran). With --lr given, or without psg, no line."""
+    base = ["train", "--model", "convnet-small", "--epochs", "1", "--train-images", "32", "--no-progress"]
+    r = run(*base, "--method", "psg", "--out", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    notes = [line for line in r.stdout.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "lr 0.03" in notes[0] and "E2-Train §4.1" in notes[0], r.stdout
+    assert json.load(open(tmp_path / "a" / "config.json"))["lr"] == 0.01
+    for extra in (["--method", "psg", "--lr", "0.03"], ["--method", "swa"]):
+        r = run(*base, *extra, "--out", str(tmp_path / extra[-1]))
+        assert r.returncode == 0, r.stderr
+        assert not any(line.startswith("note:") for line in r.stdout.splitlines()), r.stdout
+
+
+def test_swa_run_evaluates_to_its_summary(tmp_path):
+    """With --method swa, summary.json's final accuracy is the averaged model's, and so is model.npz."""
+    out = tmp_path / "swa"
+    r = run("train", "--model", "resnet8", "--epochs", "2", "--train-images", "64", "--method", "swa:start=1",
+            "--no-progress", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    summary = json.load(open(out / "summary.json"))
+    assert summary["final_eval"]["weights_from"] == "swa"
+    e = run("evaluate", "--checkpoint", str(out / "model.npz"), "--json")
+    assert e.returncode == 0, e.stderr
+    ev = json.loads(e.stdout.strip().splitlines()[-1])
+    assert ev["accuracy"] == summary["final_test_acc"] and ev["images"] == summary["test_images"]

@@ -136,7 +136,8 @@ def test_targets_are_last_biases_with_bn_beta_standing_in():
     assert [(l.name, n) for l, n in wus_targets(m, 2)] == [("bn4", "bias"), ("fc", "bias")]
     r = build("resnet8", num_classes=10, seed=0)
     names = [f"{l.name}.{n}" for l, n in wus_targets(r, 3)]
-    assert names == ["layer3.0.bn2.bias", "layer3.0.shortcut_bn.bias", "fc.bias"]
+    # counted along the depth (the projection shortcut is not one of resnet8's 8 layers; issue 15)
+    assert names == ["layer3.0.bn1.bias", "layer3.0.bn2.bias", "fc.bias"]
     with pytest.raises(ValueError):
         wus_targets(m, 99)
 
@@ -176,11 +177,11 @@ def test_wus_2l_on_resnet_stops_at_the_last_blocks_bn():
     calls = count_backward_calls(m)
     one_step(m)
     ran = {k for k, v in calls.items() if v}
-    # layer3.0's last weight layer in leaf order is shortcut_conv, so its BN's beta is the second bias
-    assert meth.summary_record(None)["targets"] == ["layer3.0.shortcut_bn.bias", "fc.bias"]
-    assert ran == {"fc", "pool", "layer3.0.relu_out", "layer3.0.shortcut_bn"}
-    assert m["layer3"][0].shortcut_bn.grads["weight"] is None
-    assert m["layer3"][0].shortcut_bn.grads["bias"] is not None
+    # the layer before fc is layer3.0's conv2 (its projection shortcut is not a layer of the depth count)
+    assert meth.summary_record(None)["targets"] == ["layer3.0.bn2.bias", "fc.bias"]
+    assert ran == {"fc", "pool", "layer3.0.relu_out", "layer3.0.bn2"}
+    assert m["layer3"][0].bn2.grads["weight"] is None
+    assert m["layer3"][0].bn2.grads["bias"] is not None
 
 
 def test_normal_epoch_gives_back_only_what_wus_froze():

@@ -124,6 +124,30 @@ def test_spec_grid_expansion_flags_paths_and_combinations(tmp_path):
     assert len({x.group_key for x in spec.runs}) == 2
 
 
+def test_the_e2train_preset_runs_psg_as_section_4_1_does():
+    """lr 0.03 and SWA for every PSG configuration, each compared with the baseline at [train]'s lr (a case)."""
+    from minicnn.sweep.presets import preset_spec
+    from minicnn.sweep.report import Config, baseline_of, load_claims, matches
+    spec = preset_spec("e2train", "/nonexistent")
+    by_method = {}
+    for r in spec.runs:
+        by_method.setdefault(tuple(r.args["method"]), set()).add(r.args["lr"])
+    psg_like = [m for m in by_method if any(x.split(":")[0] in ("psg", "e2train") for x in m)]
+    assert psg_like and all(by_method[m] == {0.03} and "swa" in m for m in psg_like)
+    assert by_method[("baseline",)] == {0.05}
+    configs = []
+    for r in spec.runs:
+        args = {k: v for k, v in r.args.items() if k != "seed"}
+        if not any(c.args == args for c in configs):
+            rec = {"axes": r.axes, "args": r.args}
+            configs.append(Config(json.dumps(args), "", args, list(args["method"]), runs=[(rec, None, [], "")]))
+    claims = {c["id"]: c for c in load_claims()}
+    for m in psg_like:
+        c = next(c for c in configs if tuple(c.methods) == m)
+        assert baseline_of(c, configs) is not None
+        assert any(matches(claims[k], c) for k in ("psg", "e2train"))
+
+
 # -- a tiny real sweep on the local pool, shared by the tests below -----------------------------
 
 FIX_TRAIN = {**TINY_TRAIN, "epochs": 3}   # the kill comes after epoch 1: two epochs of margin
@@ -483,11 +507,11 @@ def test_presets_validate_or_name_the_missing_method(tmp_path):
     from minicnn.methods import METHODS
     from minicnn.sweep import PRESETS, reproduce
     (tmp_path / "data").mkdir()
-    for name in (*PRESETS, "all"):
+    for name, converged in [(n, c) for c in (False, True) for n in (*PRESETS, "all")]:
         try:
             lines = []
-            reproduce(name, data_dir=str(tmp_path / "data"), out=str(tmp_path / name), dry_run=True,
-                      echo=lines.append)
+            reproduce(name, data_dir=str(tmp_path / "data"), out=str(tmp_path / f"{name}-{converged}"),
+                      dry_run=True, echo=lines.append, converged=converged)
         except SpecError as e:        # a method that has not landed yet: one line naming it
             missing = re.search(r"unknown method '([^']+)'", str(e))
             assert missing and missing.group(1) not in METHODS and "\n" not in str(e), str(e)

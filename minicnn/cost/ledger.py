@@ -59,8 +59,17 @@ format a method declared for its (layer, role) in the FormatTable (FP32
 otherwise): b bits per value, i.e. fp32 = 4 bytes and b-bit fixed point =
 b/8 bytes; a sparse tensor costs nnz * (value bits + index bits) / 8 bytes,
 nnz counted on the actual tensor (``np.count_nonzero``, only for sparse
-formats). Master weights, optimizer state and BatchNorm statistics are
-fp32. A MAC runs at the wider of its two operands' formats; a sparse
+formats). A role is the layer's own: ``grad_output`` is what its backward
+reads, ``grad_input`` what its backward writes. A method that changes a
+tensor between two layers (prunes or quantizes dx in
+``backward_input_grad``, dy in ``backward_output_grad``) runs a pass of its
+own, which it counts with :meth:`add_work` (read the tensor as the layer
+wrote it, write its result in the result's format); it declares the result's
+format for the layer that reads it, not for the one that wrote the input
+(gradprune at a Conv-ReLU input site: the conv's ``grad_input`` stays fp32,
+the ReLU below reads ``grad_output`` sparse). The ledger sees dx after the
+transforms: only its shape counts for a dense role. Master weights,
+optimizer state and BatchNorm statistics are fp32. A MAC runs at the wider of its two operands' formats; a sparse
 grad_output makes backward_input and backward_weight MACs scale with its
 nnz (only stored non-zeros are multiplied).
 

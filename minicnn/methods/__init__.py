@@ -20,6 +20,7 @@ from . import lars_skip, smd, wus  # noqa: F401  (register "lars-skip", "smd", "
 from . import slu, stochastic_depth, e2train  # noqa: F401  (register "slu", "stochastic-depth", "e2train")
 from . import gradprune  # noqa: F401  (registers "gradprune")
 from . import psg  # noqa: F401  (registers "psg", "fixed8", "signsgd")
+from . import swa  # noqa: F401  (registers "swa")
 from .freeze import Freeze
 
 
@@ -55,5 +56,25 @@ def run_length(epochs: int, methods) -> int:
     return max(1, int(round(epochs * epochs_scale(methods))))
 
 
-__all__ = ["METHODS", "Combination", "Method", "attach", "build_methods", "epochs_scale", "parse_method_spec",
-           "register_method", "run_length", "Freeze"]
+#: learning rates a paper trains a method at: {method name: (lr, where the paper says so)}.
+#: minicnn never changes a run's --lr for a method; ``minicnn train`` says so in one line when a run with
+#: such a method leaves --lr at its default (:func:`paper_lr_note`), and the presets set it.
+PAPER_LR = {
+    "psg": (0.03, 'E2-Train §4.1: "For experiments where PSG is used, the initial learning rate is adjusted '
+                  'to 0.03"'),
+}
+
+
+def paper_lr_note(methods, lr: float) -> str | None:
+    """One line if one of ``methods`` (parts of a combination included) is trained at another lr in its paper."""
+    for m in methods:
+        known = PAPER_LR.get(getattr(m, "name", ""))
+        if known and float(lr) != known[0]:
+            who = f"{m.origin} (its part {m.name})" if getattr(m, "origin", None) else m.name
+            return (f"note: {who} runs at lr {lr:g} here; {known[1]} (give --lr {known[0]:g} for the paper's "
+                    "setting)")
+    return None
+
+
+__all__ = ["METHODS", "PAPER_LR", "Combination", "Method", "attach", "build_methods", "epochs_scale",
+           "paper_lr_note", "parse_method_spec", "register_method", "run_length", "Freeze"]

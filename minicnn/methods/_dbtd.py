@@ -23,8 +23,9 @@ out here so numba can compile it (no scipy).
 **Stochastic pruning (Algorithm 1).** For every entry with ``|g_i| < tau``,
 draw ``r ~ U[0, 1)``: if ``|g_i| > tau * r`` the entry becomes
 ``tau * sign(g_i)`` (probability ``|g_i| / tau``), else 0. Larger entries
-are unchanged. So ``E[pruned] = g`` entry by entry (Lemma 1, Eq. 7) and
-``E[pruned^2] = tau |g| <= tau^2`` for the small ones (Eq. 8).
+are unchanged. So ``E[pruned] = g`` entry by entry (§3.3, Lemma 1, Eq. 7) and
+``E[pruned^2] = tau |g| <= tau^2`` for the small ones (within Lemma 1's bound,
+Eq. 8: ``E[y^2] <= tau^2 + E[x^2]``).
 
 For g ~ N(0, sigma^2) exactly, the expected density after pruning is::
 

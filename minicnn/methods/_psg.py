@@ -3,7 +3,9 @@
 Given the predicted weight gradient ``g_w^msb`` (from the MSB predictors of
 x and g_y) and the weight gradient ``g_w`` (from the full fixed-point
 operands), with ``tau = beta * max_i |g_w^msb[i]|`` per layer (the
-"adaptive threshold" of §3.3; beta = 0.05 in §4.4)::
+"adaptive threshold" of §3.3, printed there as beta * max_i {g_w^msb[i]}
+without the absolute value, which the official ``predictive.py`` takes;
+beta = 0.05 in §4.4)::
 
     direction[i] = sgn(g_w^msb[i])   if |g_w^msb[i]| >= tau       (the cheap predictor decides)
                    sgn(g_w[i])       otherwise                     (fall back to the full gradient)

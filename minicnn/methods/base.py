@@ -49,13 +49,19 @@ class Method(Hook):
     * ``extra_work`` -- True if it adds work a plain run does not do (gates,
       PSG's predictor pass), through ``ledger.add_work(..., extra=True)`` or
       layers of its own (``attach``): the conformance test then allows
-      actual > dense by exactly that work.
+      actual > dense by exactly that work;
+    * ``eval_state`` -- True if its ``state_dict()`` is part of the trained
+      model (PSG's and fixed8's running activation ranges, which the
+      fixed-point forward quantizes with at evaluation): the trainer saves it
+      in ``model.npz`` (as it stood when the saved weights did) and
+      ``minicnn evaluate`` loads it into the rebuilt method (needs ``acts_in_eval``).
     """
 
     name = "method"
     epochs_scale = 1.0
     acts_in_eval = False
     extra_work = False
+    eval_state = False
     key: str = ""
     rng = None
     #: the --method string this method came from (set for the parts of a combination)
@@ -104,6 +110,23 @@ class Method(Hook):
     def load_state_dict(self, state: dict) -> None:
         if state:
             raise ValueError(f"method {self.key or self.name}: unexpected saved state {sorted(state)}")
+
+
+def backbone_leaves(model) -> list:
+    """The model's leaf layers without the method-owned ones (``model.aux``: SLU's gates), in forward order.
+
+    What a method that walks "the network's layers" (WUS's targets, LARS's
+    prefixes, PSG's convs, gradprune's sites) must walk: another method's
+    layers are not part of the network the paper describes.
+    """
+    aux = getattr(model, "aux", None)
+    owned = {id(m) for m in aux.modules()} if aux is not None else set()
+    return [m for m in model.leaves() if id(m) not in owned]
+
+
+def backbone_parameters(model) -> list[tuple[object, str]]:
+    """``(layer, param name)`` of every parameter of :func:`backbone_leaves` (aux parameters left out)."""
+    return [(m, p) for m in backbone_leaves(model) for p in m.params]
 
 
 class FrozenParams:

@@ -1,9 +1,11 @@
 """The parts of SLU and stochastic depth that know nothing of the trainer.
 
 E2-Train (Wang et al., NeurIPS 2019), §3.2, "input-dependent selective
-layer update" (SLU): a light gate in front of every residual block but the
-first decides, per sample, whether the block runs -- forward *and* backward
--- and a cost term (Eq. 1, ``min L + alpha*C``) teaches the gates thrift.
+layer update" (SLU): a light gate per residual block (the official code:
+every block but the first) decides, per sample, whether the block runs --
+forward *and* backward -- and a cost term (Eq. 1, ``min L + alpha*C``;
+minicnn's carries the official code's sign and target, :class:`CostTerm`)
+teaches the gates thrift.
 Stochastic depth (Huang et al., ECCV 2016), the "random version of SLU" E2-Train
 compares against (§4.3, Fig. 4), drops whole blocks per mini-batch.
 
@@ -203,7 +205,8 @@ class CostResult:
 
 @dataclass
 class CostTerm:
-    """E2-Train Eq. (1): ``loss = L + alpha * s * C``.
+    """The cost term, ``loss = L + alpha * s * C``: E2-Train Eq. (1)'s ``L + alpha * C`` with the
+    sign s and the target of the official code (``--minimum``).
 
     C = sum_l w_l * mean_n m_{l,n}, the executed fraction of the gated blocks weighted by
     their MACs (w_l = MACs of block l's residual branch / the sum over gated blocks): the

@@ -26,17 +26,27 @@ p: the percentile, ``0.5 <= p < 1``. The paper's grid is p = 85 / 90 / 95 /
 99.5% (Tables 1-3); 0.9 is minicnn's default (the middle of that grid: the
 paper names no default).
 
-Formats and the ledger: the pruned tensors are declared
-``TensorFormat(sparse=True)`` (``grad_output`` of the consuming conv and of
-the ReLU / pool layers in between, ``grad_input`` of the pruning conv), so the
-ledger counts the convs' backward MACs by non-zeros and the bytes of the
-sparse form (values + 32-bit indices: at ResNet densities around 0.4 that is
-barely smaller than the dense fp32 tensor). The DBTD pass itself is work a
-plain run does not do, declared ``extra`` in the pruning layer's
-``backward_input`` phase: 5 elementwise ops per entry (``|g|`` and the sum;
-compare, draw, select), reading g (fp32) and writing the sparse result once.
-With that pass counted, gradprune can move *more* bytes than the dense run
-(``extra_work = True``): a saving in MACs, not necessarily in memory traffic.
+Formats and the ledger: a layer's gradient formats describe what its own
+backward reads (``grad_output``) and writes (``grad_input``). The pruned
+tensors are declared ``TensorFormat(sparse=True)`` where they are read
+(``grad_output`` of the consuming conv and of the ReLU / pool layers in
+between) and where a zero-preserving layer writes one (``grad_input`` of those
+ReLU / pool layers); the pruning conv of an input site writes its dx dense
+(its ``grad_input`` stays fp32: it computed every entry, and the threshold
+needs them all). The ledger then counts the convs' backward MACs by non-zeros
+and the bytes of the sparse form: values + 32-bit indices, 8 bytes per
+non-zero, so a sparse tensor is smaller than the dense fp32 one (4 bytes per
+entry) only below density 0.5 (at 0.4, 3.2 bytes per entry: 20% less). The
+DBTD pass itself is work a plain run does not do, declared ``extra`` in the
+pruning layer's ``backward_input`` phase: 5 elementwise ops per entry
+(``|g|`` and the sum; compare, draw, select), reading g (dense fp32, as the
+layer wrote it) and writing the sparse result once. So at an input site the
+bytes are: the conv writes dx dense, the pass reads it dense and writes it
+sparse, the layer below reads it sparse (tests/test_issue15_correctness.py
+holds the ledger to an independent observer of every kernel's reads and
+writes). With that pass counted, gradprune can move *more* bytes than the
+dense run (``extra_work = True``): a saving in MACs, not necessarily in
+memory traffic.
 
 CPU time: the convs take the sparse numba path
 (:mod:`minicnn.kernels.sparse_conv`) only when dy's density is below
@@ -62,12 +72,17 @@ import numpy as np
 from ..cost.counts import Tensor
 from ..cost.formats import TensorFormat
 from ..kernels.sparse_conv import sparse_crossover
+from ..layers.activation import ReLU
+from ..layers.linear import Flatten
 from ..layers.batchnorm import BatchNorm2d
 from ..layers.conv import Conv2d
+from ..layers.pooling import MaxPool2d
 from ._dbtd import dbtd_prune
-from .base import Method, register_method
+from .base import Method, backbone_leaves, register_method
 
 SPARSE = TensorFormat(sparse=True)
+#: layers whose backward keeps a zero of dy zero in dx (a sparse dy gives a dx at most as dense)
+ZERO_PRESERVING = (ReLU, MaxPool2d, Flatten)
 
 
 @register_method("gradprune")
@@ -85,15 +100,25 @@ class GradPrune(Method):
             raise ValueError(f"method gradprune: sparse_below must be -1 (auto) or in [0, 1], got {sparse_below}")
         self.p, self.where, self.sparse_below = p, where, sparse_below
         self._sites: dict[str, str] = {}        # conv name -> "output" | "input"
-        self._role: dict[str, str] = {}
         self._acc: dict[str, list] = {}
         self._dy: dict[str, list] = {}
         self._ledger = None
 
     # -- setup ------------------------------------------------------------------
     def _plan(self, model):
-        """Pruning site per conv, and which layers receive a sparse gradient."""
-        leaves = model.leaves()
+        """Pruning site per conv, and which layers read (``sparse_out``) and write (``sparse_in``) a sparse gradient.
+
+        A layer's ``grad_output`` / ``grad_input`` format is what *its own*
+        backward reads / writes. At an input site the conv writes its dx dense
+        (it computes every entry; the threshold needs them all) and the pruning
+        pass then reads that and writes the sparse tensor, which the layers
+        below read: so the pruning conv's own ``grad_input`` stays dense. Below
+        it, a layer that keeps zeros zero (ReLU, MaxPool2d, Flatten) writes a
+        gradient at most as dense as the one it read (declared sparse too); any
+        other layer (a BatchNorm2d, with ``where=input`` on a BN net) reads the
+        sparse tensor and writes a dense one, and the sparsity stops there.
+        """
+        leaves = backbone_leaves(model)
         sites, sparse_out, sparse_in = {}, set(), set()
         for i, layer in enumerate(leaves):
             if not isinstance(layer, Conv2d):
@@ -104,11 +129,10 @@ class GradPrune(Method):
             if site == "output":
                 sparse_out.add(layer.name)
             else:
-                sparse_in.add(layer.name)
                 # the layers below it in backward order, down to and including the next conv
                 for below in reversed(leaves[:i]):
                     sparse_out.add(below.name)
-                    if isinstance(below, Conv2d):
+                    if not isinstance(below, ZERO_PRESERVING):
                         break
                     sparse_in.add(below.name)
         return sites, sparse_out, sparse_in
@@ -118,7 +142,6 @@ class GradPrune(Method):
         if not sites:
             raise ValueError("method gradprune: the model has no Conv2d layer")
         self._sites = sites
-        self._role = {name: "grad_output" if site == "output" else "grad_input" for name, site in sites.items()}
         for layer in state.model.leaves():
             if layer.name in sparse_out:
                 state.formats.set(layer, "grad_output", SPARSE)
@@ -145,11 +168,11 @@ class GradPrune(Method):
         a[3] += tau
         a[4] += 1
         self._last = (out, nnz_out)      # observe_backward reuses the count when the conv consumes exactly this
-        if self._ledger is not None:
+        if self._ledger is not None:      # read g (fp32, as the layer wrote it), write the sparse result
             m = self._ledger.meter(layer)
             self._ledger.add_work(layer, "backward_input",
                                   m.counts(ops=5 * g.size, moved=[(None, Tensor(g.shape)),
-                                                                  (self._role[layer.name], Tensor(g.shape, nnz_out))]),
+                                                                  (SPARSE, Tensor(g.shape, nnz_out))]),
                                   extra=True)
         return out
 

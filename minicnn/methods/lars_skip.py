@@ -6,17 +6,22 @@ You et al.)::
     nw_l = ||W_l||_2 / ||W_l - W_l(start of the epoch)||_2
 
 A large nw means the layer barely moved: "learning is not necessary for
-that layer". If nw of a conv l exceeds the threshold alpha at epoch N, then
-in epoch N+1 "only layers below that layer are learned" (layers are
-numbered from the output in the paper's figure: the conv and everything
-between it and the input are frozen, Alg. 1 lines 4-6: no backward, no
-update). §IV: "In the epochs wherein the accuracy was degraded, full layer
-learning was conducted". Fully connected layers are never skipped (§III).
-Paper: VGG-F on ImageNet, batch 32, lr 0.001, alpha = 2: -39.0% MACs,
--38.9% bandwidth (Figs. 6-7); Table I: +3.0 points top-1 and 7.1% less
-wall time after 20 epochs; the 2.14x of the abstract is the time to reach
-the baseline's best accuracy (Table II). The -39% corresponds to freezing
-conv1-2 of VGG-F (58.4% of the MACs, Figs. 2-3) almost every epoch.
+that layer" (§III). If nw of a conv l exceeds the threshold alpha at epoch
+N, then in epoch N+1 "only layers below that layer are learned" (§III).
+Alg. 1 (lines 4-6: ``if i <= l: return``) skips the backward and update of
+every layer i <= l, numbered from the input, so the conv and everything
+between it and the input are frozen; the text's "below" must mean "after"
+(and §III wants alpha to skip conv1-2, the first two). §IV: "In the epochs
+wherein the accuracy was degraded, full layer learning was conducted".
+Fully connected layers are never skipped (§III). Paper: VGG-F on ImageNet,
+batch 32, lr 0.001, alpha = 2 (§IV): -39.0% MACs, -38.9% bandwidth
+(Figs. 6-7); Table I: +3.0 points top-1 and 7.1% less wall time after 20
+epochs; the 2.14x of the abstract is the time to reach the baseline's best
+accuracy (Table II). An inference, not the paper's statement: conv1-2 hold
+58.4% of VGG-F's MACs (§III, Figs. 2-3) and a conv's backward is 2/3 of its
+training MACs, so freezing conv1-2 in almost every epoch would save
+58.4% x 2/3 = 38.9%, which fits the -39%; the paper does not say how often
+they were frozen.
 
 The decision (:class:`LarsSkipController`, a pure object the tests drive)::
 
@@ -47,13 +52,14 @@ Choices minicnn made where the paper is silent (each stated here):
   to eval mode would instead change its output (running vs batch
   statistics) every time it is frozen -- a distribution shift for the
   layers being trained.
-* ``alpha``: 2 was tuned for VGG-F on ImageNet (lr 0.001, 40k iterations an
-  epoch). nw grows as the steps shrink (roughly like 1/(lr * steps per
+* ``alpha``: 2 is the paper's value for VGG-F on ImageNet (§IV; lr 0.001, 40k
+  iterations an epoch; §V: thresholds are set "in a trial and error
+  manner"). nw grows as the steps shrink (roughly like 1/(lr * steps per
   epoch)), so on the 4k-image CIFAR slice every conv sits far above 2 after
   one epoch and alpha = 2 would freeze every conv every other epoch. On
   the slice, with nothing frozen, nw *grows with depth* in resnet20 and
   convnet-small (resnet20's ``layer3.0.shortcut_conv`` is always the
-  largest) -- the reverse of VGG-F, whose conv1-2 were the ones frozen -- so
+  largest) -- the reverse of VGG-F, whose alpha was set to skip conv1-2 "as much as possible" (§III) -- so
   "the deepest conv over alpha" freezes most of the network at once or
   nothing. ``DEFAULT_ALPHA`` = 40 sits just above the largest nw of
   resnet20's first epochs at lr 0.05, so that only the slowest conv
@@ -77,7 +83,7 @@ import math
 
 import numpy as np
 
-from .base import FrozenParams, Method, register_method
+from .base import FrozenParams, Method, backbone_leaves, register_method
 
 #: calibrated on the CIFAR-10 slice, resnet20 at lr 0.05 (see the module docstring)
 DEFAULT_ALPHA = 40.0
@@ -145,8 +151,10 @@ def conv_layout(model):
     frozen_sets[k]: the (layer, param) pairs frozen when the first k convs are:
     every non-Linear leaf with parameters before conv k+1 (for k = all convs:
     before the first Linear after the last conv).
+    The walk covers the backbone only (``backbone_leaves``): another method's
+    layers (SLU's gates) are neither measured nor frozen by LARS skipping.
     """
-    leaves = list(model.leaves())
+    leaves = backbone_leaves(model)
     conv_pos = [i for i, m in enumerate(leaves) if type(m).__name__ == "Conv2d"]
     convs = [leaves[i] for i in conv_pos]
     blocks = [_block_of(model, c) for c in convs]

@@ -54,6 +54,17 @@ negative entry (the network input), else on the non-negative grid (after
 a ReLU); the official code fixes that per layer. Round to nearest
 everywhere (the official code never rounds stochastically).
 
+Evaluation is the fixed-point network (the official code evaluates its
+quantized model too): the training-time test accuracy in ``summary.json``
+is that network's, and so is ``minicnn evaluate runs/X/model.npz``'s.
+Both methods act at evaluation (``acts_in_eval``) and their running ranges
+are part of the trained model (``eval_state``): ``model.npz`` holds them
+(``meta["method_states"]["psg"]["running"]``, one per conv, as they stood
+when the saved weights did) and ``evaluate`` rebuilds the method, loads
+them and attaches its hooks, so it scores the very network the run scored.
+A ``model.npz`` written before minicnn saved them is refused with a
+one-line error rather than scored as another (fp32) network.
+
 What the ledger counts (the hardware estimate; formats declared per conv):
 forward MACs at ``wider(bits_x, bits_w)`` (8-bit), input-gradient MACs at
 ``wider(bits_g, bits_w)`` (16-bit), and for PSG the weight gradient through
@@ -75,6 +86,8 @@ same over every weight).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..cost.counts import Tensor
@@ -82,7 +95,7 @@ from ..cost.formats import TensorFormat
 from ..layers.conv import Conv2d
 from ..quant import activation_range, fixed_point, gradient_range, weight_range
 from ._psg import conv_weight_grad, psg_sign_rule
-from .base import Method, register_method
+from .base import Method, backbone_leaves, register_method
 
 
 def fixed(bits: int) -> TensorFormat:
@@ -100,6 +113,10 @@ class _FixedPointConvs(Method):
 
     #: the official Quantize module's running-range momentum (weight of the *old* value)
     RANGE_MOMENTUM = 0.1
+    #: evaluation runs the fixed-point network too (what the run's test accuracy measured), so
+    #: ``minicnn evaluate`` rebuilds these hooks, with the running ranges saved in model.npz
+    acts_in_eval = True
+    eval_state = True
 
     def _setup(self, bits_x, bits_w, bits_g):
         self.bits_x, self.bits_w, self.bits_g = bits_x, bits_w, bits_g
@@ -107,12 +124,19 @@ class _FixedPointConvs(Method):
         self._master: dict[str, np.ndarray] = {}
         self._convs: set[str] = set()
 
-    def on_train_begin(self, state):
-        convs = [l for l in state.model.leaves() if isinstance(l, Conv2d)]
+    def _find_convs(self, model) -> list:
+        convs = [l for l in backbone_leaves(model) if isinstance(l, Conv2d)]
         if not convs:
-            raise ValueError(f"method {self.key}: the model has no Conv2d layer")
+            raise ValueError(f"method {self.key or self.name}: the model has no Conv2d layer")
         self._convs = {c.name for c in convs}
-        for c in convs:
+        return convs
+
+    def attach(self, model):
+        """Find the convs (training and ``minicnn evaluate`` both attach: the evaluated network is the trained one)."""
+        self._find_convs(model)
+
+    def on_train_begin(self, state):
+        for c in self._find_convs(state.model):
             state.formats.set(c, "input", fixed(self.bits_x))
             state.formats.set(c, "weight", fixed(self.bits_w))
             if self.bits_g < 32:
@@ -163,10 +187,21 @@ class _FixedPointConvs(Method):
                 self._restore(layer)
 
     def state_dict(self):
+        """The running activation range of every conv that trained (saved in checkpoints and in model.npz)."""
         return {"running": dict(self._running)}
 
     def load_state_dict(self, d):
-        self._running = {k: float(v) for k, v in d.get("running", {}).items()}
+        running = d.get("running", {})
+        if not isinstance(running, dict):
+            raise ValueError(f"method {self.key or self.name}: saved running ranges are not a mapping")
+        out = {}
+        for k, v in running.items():
+            r = float(v)
+            if not (math.isfinite(r) and r >= 0):
+                raise ValueError(f"method {self.key or self.name}: saved running range of {k} is {v!r}, "
+                                 "expected a finite number >= 0")
+            out[str(k)] = r
+        self._running = out
 
 
 @register_method("fixed8")
@@ -195,6 +230,7 @@ class PSG(_FixedPointConvs):
         self._x: dict[str, tuple] = {}
         self._g_msb: dict[str, np.ndarray] = {}
         self._acc: dict[str, list] = {}
+        self._ledger = None
 
     def on_train_begin(self, state):
         super().on_train_begin(state)

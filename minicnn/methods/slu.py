@@ -1,6 +1,6 @@
 """``slu``: selective layer update with learned per-sample gates (E2-Train §3.2, Eq. 1).
 
-``--method slu[:target=0.6,alpha=0.05,gate=rnn,exec=skip,sample_at_eval=false]``
+``--method slu[:target=0.6,alpha=1.0,gate=rnn,exec=skip,sample_at_eval=false]``
 
 Every residual block but the first gets a gate (:class:`~minicnn.methods.gating.GateNetwork`)
 reading the previous block's output; per sample it outputs p and the block runs when
@@ -16,6 +16,9 @@ The gates' gradient, straight-through (dm/dp = 1), has two parts:
   its output in ``forward_output``, the gradient arriving there in ``backward_output_grad``;
 * the cost term alpha * s * C (:class:`~minicnn.methods.gating.CostTerm`): C the
   MAC-weighted executed fraction of the gated blocks, s = +1 above ``target``, -1 below.
+  Eq. 1 of the paper is L + alpha * C (no sign, no target); the sign and the target are
+  the official code's (``main_all.py``: ``reg`` = -1 when the batch's executed percentage
+  is at most ``--minimum``, else +1).
 
 ``exec`` -- how a gated block runs in training:
 
@@ -29,6 +32,9 @@ The gates' gradient, straight-through (dm/dp = 1), has two parts:
 * ``mask``: the official behaviour -- every block computes F(x) for every sample and the
   output is multiplied by m afterwards (``forward_output`` on bn2; the gradient into bn2
   is multiplied by m too, so the branch's weights learn from kept samples only). The
+  official code masks the block's output, m * relu(s + F) + (1 - m) * s; minicnn masks F,
+  relu(s + m F): the same for an identity shortcut (s is a ReLU output, s >= 0), a ReLU of
+  the projection's output where the official code passes it on as is. The
   straight-through gradient is exact for every sample, nothing is saved, and BatchNorm
   sees the whole batch (as the official code).
 

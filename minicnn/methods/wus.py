@@ -42,28 +42,78 @@ Choices minicnn made where the paper is silent (each an option):
   said; minicnn uses the last ``window`` = 5 validations, population
   standard deviation (``np.std``, ddof 0). No deviation exists before
   ``window`` validations, so the earliest initial epoch is ``window + 1``.
-* Which biases, when a layer has none: "weight layers" are Conv2d and
-  Linear, in the model's forward (leaf) order. A conv without a bias that is
+* Which layers are "the last x layers" (§3.3: "starting from the last
+  hidden layer", Fig. 3a/b: the biases of the last one or two layers of the
+  network): the weight layers (Conv2d and Linear) counted along the
+  network's depth, input to output (:func:`weight_layers`). On a ResNet the
+  1x1 projection shortcuts are not among them: they are not layers of the
+  depth the name counts (ResNet-18's 18, resnet8's 8: stem conv, two convs
+  per block, fc), and they sit beside the block's conv2, not after it. So
+  ``layers=2`` is fc and the last block's conv2 (``bn2.bias``), never
+  ``shortcut_bn.bias`` (which a walk in leaf order gave, the block listing
+  its shortcut last), and ``layers`` goes up to the network's depth.
+* Which biases, when a layer has none: a conv without a bias that is
   directly followed by a BatchNorm2d has that BatchNorm's beta (``bias``)
   stand for its bias (beta is the per-channel shift added after the conv,
   exactly what a conv bias would be before normalization cancels it).
   BatchNorm's gamma is a weight and is frozen. A weight layer with neither
   contributes nothing (recorded in ``targets``).
+* Another method's layers are not the network's: the walks (targets, what
+  is frozen, Eq. 1's w and b) cover the backbone only
+  (:func:`~minicnn.methods.base.backbone_leaves`). SLU's gates (aux layers,
+  E2-Train §3.2) are neither WUS targets nor frozen by it: SLU trains them
+  (in a WUS epoch only from its cost term, since backward stops at the
+  targets) and they do not enter Eq. 1. Walking ``model.leaves()`` instead
+  made a gate's bias-less embedding "the last Linear": no target at all,
+  every WUS epoch froze everything.
 * BatchNorm running statistics keep updating in WUS epochs (the layers stay
   in train mode, as with PyTorch's ``requires_grad = False``, which is how
   the paper's PyTorch code froze parameters): the forward pass, and what
   evaluation normalizes with, is that of a normal epoch.
 * Frozen parameters get no gradient, so SGD skips them entirely (no weight
   decay, no momentum step) -- Alg. 1 sets ``.grad = None`` too.
+* WUS+LR (§3.2.2 says only "we switch from WUS phase to normal training
+  phase when the learning rate is changed") is read as: everything WUS does,
+  the patience rule included, *plus* the first epoch at a new learning rate
+  is normal (one epoch, as the patience rule's). The other reading -- the
+  learning rate replaces the patience rule -- contradicts the paper's own
+  numbers (an inference from them; the paper states neither): with the §4.1
+  schedule (lr /10 once, after 30 of 200 epochs) WUS+LR would then run at
+  most one normal epoch after its initial epoch (at the rate change), so it
+  would skip *more* updates and save more time than WUS.
+  The paper finds the opposite: Table 3 (CIFAR-10) WUS+LR skips 73/71/72/71%
+  of the parameter updates against WUS's 74/74/74/72% (VGG-11, VGG-16,
+  AlexNet, ResNet-18), Table 1 saves less time in all eight model/dataset
+  pairs (e.g. VGG-11 CIFAR-10 51.6% against 58.93%), and §4.3 says WUS+LR
+  "causes training to spend more time on normal training phase (thus, more
+  weight updates)". Only CIFAR-100 AlexNet in Table 3 goes the other way
+  (74% against 56%); minicnn follows the rest.
 * WUS+LR needs a schedule whose rate changes rarely: with a cosine schedule
   the rate changes every epoch and every epoch would be normal, so
   ``wus-lr`` refuses it (give ``--schedule step`` or ``--milestones``).
 
-Records: per epoch its kind, the standard deviation, best, count and the
-initial epoch; in the summary the kinds, the counts of each, and the fraction
-of parameter updates skipped by Eq. 1, ``N = E_wus * b_x + E_normal * (w + b)``
-against ``E * (w + b)`` for a baseline, with b_x the parameters actually
-updated in a WUS epoch (the chosen biases).
+Eq. 1 (§4.4), the parameter updates of a run, ``N = E_wus * b + E_normal *
+(b + w)`` against ``E * (b + w)`` for a baseline, ``w`` and ``b`` "the
+number of weights and biases [that] exist in the network", and Table 3's
+"percentage of reduction in updated parameters" is ``1 - N / (E * (b + w))``.
+Read literally, a WUS epoch counts *every* bias of the network (``b``),
+though §4.4's own gloss says only "biases of the last x layers are updated".
+minicnn records both, over the epochs so far:
+
+* ``updates_skipped_eq1`` -- minicnn's reading: ``b`` = the parameters a WUS
+  epoch really updates (the targets, ``b_x``);
+* ``updates_skipped_eq1_paper_b`` -- Eq. 1 as printed: ``b`` = every bias of
+  the network (every parameter named ``bias``: conv and linear biases and
+  BatchNorm betas; ``biases_total`` in the summary), to compare with Table 3.
+
+The two differ by ``(E_wus / E) * (b - b_x) / (b + w)``: a fraction of a
+point on the paper's models (minicnn's vgg11-cifar: 2,762 biases among
+9.2 M parameters, 0.03%), more on a small model. w + b are the backbone's parameters (SLU's gates left out).
+
+Records: per epoch its kind, the standard deviation, best, count, the
+initial epoch and both Eq. 1 fractions so far; in the summary the kinds, the
+counts of each, the targets, the parameter and bias counts and both Eq. 1
+fractions of the whole run.
 """
 from __future__ import annotations
 
@@ -71,7 +121,11 @@ import math
 
 import numpy as np
 
-from .base import FrozenParams, Method, register_method
+from ..layers.batchnorm import BatchNorm2d
+from ..layers.conv import Conv2d
+from ..layers.linear import Linear
+from ..layers.residual import BasicBlock
+from .base import FrozenParams, Method, backbone_leaves, backbone_parameters, register_method
 
 NORMAL, WUS = "normal", "wus"
 
@@ -160,23 +214,38 @@ class WUSController:
         self.previous_epoch = None if d["previous_epoch"] is None else int(d["previous_epoch"])
 
 
+def weight_layers(model) -> list:
+    """The network's weight layers counted as the paper counts "the last x layers" (§3.3), input to output.
+
+    Conv2d and Linear layers of the backbone (:func:`~minicnn.methods.base.backbone_leaves`:
+    a method's own layers, SLU's gates, are not the network's), in forward order, without
+    the 1x1 projection shortcuts of residual blocks: the layers a ResNet's depth counts
+    (resnet8: the stem conv, two convs per block, fc = 8), so the layer before fc is the
+    last block's conv2, whatever order the block lists its children in.
+    """
+    shortcuts = {id(b.shortcut_conv) for b in model.modules()
+                 if isinstance(b, BasicBlock) and getattr(b, "projection", False)}
+    return [m for m in backbone_leaves(model) if isinstance(m, (Conv2d, Linear)) and id(m) not in shortcuts]
+
+
 def wus_targets(model, layers: int) -> list[tuple[object, str]]:
     """The (layer, param name) pairs a WUS epoch updates: the bias of each of the last ``layers`` weight layers.
 
-    Weight layers are Conv2d and Linear in leaf order; a bias-less one directly
+    Weight layers are those of :func:`weight_layers`; a bias-less one directly
     followed by a BatchNorm2d contributes that BatchNorm's ``bias`` (beta).
     """
-    leaves = list(model.leaves())
-    weight_idx = [i for i, m in enumerate(leaves) if type(m).__name__ in ("Conv2d", "Linear")]
-    if layers < 1 or layers > len(weight_idx):
-        raise ValueError(f"WUS: layers must be between 1 and {len(weight_idx)} (the model's weight layers), "
+    leaves = backbone_leaves(model)
+    pos = {id(m): i for i, m in enumerate(leaves)}
+    weights = weight_layers(model)
+    if layers < 1 or layers > len(weights):
+        raise ValueError(f"WUS: layers must be between 1 and {len(weights)} (the model's weight layers), "
                          f"got {layers}")
     targets = []
-    for i in weight_idx[-layers:]:
-        m = leaves[i]
+    for m in weights[-layers:]:
+        i = pos[id(m)]
         if "bias" in m.params:
             targets.append((m, "bias"))
-        elif i + 1 < len(leaves) and type(leaves[i + 1]).__name__ == "BatchNorm2d":
+        elif i + 1 < len(leaves) and isinstance(leaves[i + 1], BatchNorm2d):
             targets.append((leaves[i + 1], "bias"))
     return targets
 
@@ -202,11 +271,12 @@ class _WUSBase(Method):
                              "so every epoch would be normal (§3.2.2); give --schedule step or --milestones E1,E2,...")
         model = state.model
         self._targets = wus_targets(model, self.layers)
-        self._all = [(m, n) for _, m, n in model.named_parameters()]
+        self._all = backbone_parameters(model)          # not another method's (SLU's gates): theirs to train
         target_ids = {(id(m), n) for m, n in self._targets}
         self._to_freeze = [(m, n) for m, n in self._all if (id(m), n) not in target_ids]
         self._n_params = sum(m.params[n].size for m, n in self._all)
         self._n_targets = sum(m.params[n].size for m, n in self._targets)
+        self._n_biases = sum(m.params[n].size for m, n in self._all if n == "bias")   # Eq. 1's b as printed
 
     def on_epoch_begin(self, state):
         lr_changed = self._prev_lr is not None and state.lr != self._prev_lr
@@ -226,15 +296,22 @@ class _WUSBase(Method):
         c = self.controller
         return {"kind": self.kinds[-1], "std_pp": c.stds[-1] if c.stds else None, "best_pp": c.best,
                 "count": c.count, "initial_epoch": c.initial_epoch,
-                "next_kind_unless_lr_change": c.kind_of(state.epoch + 1)}
+                "next_kind_unless_lr_change": c.kind_of(state.epoch + 1),
+                "updates_skipped_eq1": self.updates_skipped_fraction(),
+                "updates_skipped_eq1_paper_b": self.updates_skipped_fraction(paper_b=True)}
 
-    def updates_skipped_fraction(self) -> float | None:
-        """Eq. 1: 1 - (E_wus * b_x + E_normal * (w + b)) / (E * (w + b))."""
+    def updates_skipped_fraction(self, paper_b: bool = False) -> float | None:
+        """Eq. 1 over the epochs so far: 1 - (E_wus * b + E_normal * (w + b)) / (E * (w + b)).
+
+        b is the parameters a WUS epoch really updates (the targets, minicnn's
+        reading), or with ``paper_b`` every bias of the network (Eq. 1 as printed).
+        """
         e = len(self.kinds)
         if not e:
             return None
         e_wus = self.kinds.count(WUS)
-        done = e_wus * self._n_targets + (e - e_wus) * self._n_params
+        b = self._n_biases if paper_b else self._n_targets
+        done = e_wus * b + (e - e_wus) * self._n_params
         return 1.0 - done / (e * self._n_params)
 
     def summary_record(self, state) -> dict:
@@ -242,7 +319,9 @@ class _WUSBase(Method):
                 "epochs_normal": self.kinds.count(NORMAL), "initial_epoch": self.controller.initial_epoch,
                 "targets": [f"{m.name}.{n}" for m, n in self._targets],
                 "params_total": self._n_params, "params_updated_in_wus_epochs": self._n_targets,
-                "updates_skipped_fraction_eq1": self.updates_skipped_fraction()}
+                "biases_total": self._n_biases,
+                "updates_skipped_fraction_eq1": self.updates_skipped_fraction(),
+                "updates_skipped_fraction_eq1_paper_b": self.updates_skipped_fraction(paper_b=True)}
 
     # -- resume -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -5,6 +5,13 @@ to see exactly what runs); ``reproduce`` adds ``data-dir`` and runs them like
 ``minicnn sweep``. A preset whose methods are not in this minicnn yet stops
 with one line naming the missing method before anything runs. ``all`` runs
 every preset in turn into ``OUT/<name>/``, each with its own report.
+
+``--converged`` takes the same names from ``presets/converged/``: each paper's
+headline comparison trained to the baseline's plateau (measured, issue 18:
+``docs/measurements/converged/README.md``), at the paper's own settings, on
+three seeds; hours on 2 cores, resumable (rerun the same command). The
+sweep's grid runs seed-major (every configuration's seed 0 first), so a
+sweep stopped half-way already compares every configuration on one seed.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from .report import write_report
 from .spec import parse_spec
 
 HERE = os.path.join(os.path.dirname(__file__), "presets")
+CONVERGED = os.path.join(HERE, "converged")
 PRESETS = {"wus": "wus.toml", "e2train": "e2train.toml", "gradprune": "gradprune.toml", "lars": "lars.toml"}
 DATA_CANDIDATES = ("../shared/data/cifar-10-batches-py", "data/cifar-10-batches-py")
 
@@ -33,10 +41,13 @@ def find_data_dir(data_dir: str | None) -> str:
     raise SweepError("no CIFAR-10 data found; give --data-dir DIR (see data_scripts/download_cifar.py)")
 
 
-def preset_spec(name: str, data_dir: str):
+def preset_spec(name: str, data_dir: str, converged: bool = False):
     if name not in PRESETS:
         raise SweepError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}, all")
-    path = os.path.join(HERE, PRESETS[name])
+    path = os.path.join(CONVERGED if converged else HERE, PRESETS[name])
+    if not os.path.isfile(path):
+        raise SweepError(f"preset {name!r} has no converged version yet" if converged
+                         else f"preset file {path} is missing")
     with open(path, "rb") as f:
         raw = tomllib.load(f)
     raw["train"]["data-dir"] = data_dir
@@ -44,12 +55,15 @@ def preset_spec(name: str, data_dir: str):
 
 
 def reproduce(name: str, data_dir: str | None = None, out: str | None = None, workers: int | None = None,
-              scheduler: str | None = None, dry_run: bool = False, progress: bool = True, echo=print):
-    """Run one preset (or ``all``) and write its report(s). Returns (sweep doc, out dir, report paths)."""
+              scheduler: str | None = None, dry_run: bool = False, progress: bool = True, echo=print,
+              converged: bool = False):
+    """Run one preset (or ``all``) and write its report(s). Returns (sweep doc, out dir, report paths).
+
+    ``converged``: the preset's converged-regime version (``presets/converged/``)."""
     names = list(PRESETS) if name == "all" else [name]
     data = find_data_dir(data_dir)
-    specs = [preset_spec(n, data) for n in names]      # every preset validated before anything runs
-    out = out or os.path.join("runs", f"reproduce-{name}")
+    specs = [preset_spec(n, data, converged) for n in names]      # every preset validated before anything runs
+    out = out or os.path.join("runs", f"reproduce-{name}" + ("-converged" if converged else ""))
     docs, reports = [], []
     for n, spec in zip(names, specs):
         d = os.path.join(out, n) if name == "all" else out

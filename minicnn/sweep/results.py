@@ -108,6 +108,8 @@ def load_sweep(sweep_dir: str) -> tuple[dict, list]:
 
 
 def _show(k, v):
+    if isinstance(v, dict):           # a case (spec.CASE): its method, then its own settings
+        return ", ".join(_show(kk, vv) for kk, vv in sorted(v.items(), key=lambda kv: kv[0] != "method"))
     if isinstance(v, list):
         v = "+".join(map(str, v))
     return f"{v}" if k == "method" else f"{k}={v}"
@@ -213,10 +215,26 @@ def matches(claim: dict, config: Config) -> bool:
     return True
 
 
+def _case_keys(config: Config) -> set:
+    """The flags a configuration's ``case`` (spec.CASE) set itself: its method and its own settings."""
+    case = config.runs[0][0].get("axes", {}).get("case") if config.runs else None
+    return set(case) if isinstance(case, dict) else set()
+
+
 def baseline_of(config: Config, configs: list) -> Config | None:
+    """The baseline run with the same arguments but the method.
+
+    With ``case`` configurations (a method with the paper's own settings, e.g. PSG at lr 0.03 against
+    SGD at 0.1, E2-Train §4.1) the arguments that either case sets itself are not compared: the baseline
+    is the one that agrees on everything else. An exact match is preferred."""
+    def rest(c, drop):
+        return {k: v for k, v in c.args.items() if k not in drop}
     for c in configs:
-        if c.is_baseline and {k: v for k, v in c.args.items() if k != "method"} == \
-                {k: v for k, v in config.args.items() if k != "method"}:
+        if c.is_baseline and rest(c, {"method"}) == rest(config, {"method"}):
+            return c
+    for c in configs:
+        drop = {"method"} | _case_keys(config) | _case_keys(c)
+        if c.is_baseline and rest(c, drop) == rest(config, drop):
             return c
     return None
 

@@ -21,6 +21,18 @@ Rules (each broken rule is a one-line :class:`SpecError` before anything runs):
 * ``method`` is a string or a list of strings; in ``[train]`` a list is a
   combination; in ``[grid]`` each entry is one axis value, itself a string or
   a list (a combination); ``"baseline"`` means no method;
+* the grid axis ``case`` takes tables: each is one *configuration*, a method
+  with the training settings the paper gives it, set together (E2-Train
+  §4.1 trains PSG at lr 0.03 and everything else at 0.1)::
+
+      [grid]
+      case = [{method = "baseline"}, {method = "psg", lr = 0.03}]
+      seed = [0, 1, 2]
+
+  a case's keys override ``[train]`` (they are that configuration's own
+  settings); they may not also be axes; ``minicnn report`` compares a case
+  with the baseline whose arguments agree on everything that neither case
+  sets (see :func:`minicnn.sweep.report.baseline_of`);
 * ``out``, ``resume``, ``overwrite`` are refused (the sweep owns the run
   directories), and so are ``no-progress`` and ``debug`` (it sets them); a key
   given in both ``[train]`` and ``[grid]`` is refused;
@@ -54,6 +66,8 @@ RESERVED = {"out": "the sweep chooses each run's directory (DIR/runs/<id>)",
             "debug": "not a run setting"}
 #: train flags whose value is a file system path (resolved against the spec's folder)
 PATH_KEYS = ("data-dir", "energy-table")
+#: the grid axis whose values are tables of flags set together (one configuration each)
+CASE = "case"
 
 
 class SpecError(ValueError):
@@ -160,6 +174,17 @@ def _check_entry(key: str, value, flags: dict, where: str, spec_dir: str):
     return value
 
 
+def _check_case(value, flags: dict, where: str, spec_dir: str, other_axes: set) -> dict:
+    """One entry of the ``case`` axis: a non-empty table of train flags, each checked like any other."""
+    if not isinstance(value, dict) or not value:
+        raise SpecError(f"{where}: a case is a table of train flags, e.g. {{method = \"psg\", lr = 0.03}}; "
+                        f"got {value!r}")
+    clash = sorted(set(value) & other_axes)
+    if clash:
+        raise SpecError(f"{where}: {clash[0]} is also a grid axis; set it in one place")
+    return {k: _check_entry(k, v, flags, where, spec_dir) for k, v in value.items()}
+
+
 # -- loading -------------------------------------------------------------------------
 
 def load_spec(path: str) -> Spec:
@@ -184,7 +209,8 @@ def parse_spec(raw: dict, path: str = "<spec>") -> Spec:
                         "a spec has [train], [grid] and an optional description")
     train_raw, grid_raw = raw.get("train", {}), raw.get("grid", {})
     if not isinstance(train_raw, dict) or not isinstance(grid_raw, dict):
-        raise SpecError(f"{name}: [train] and [grid] must be tables")
+        raise SpecError(f"{name}: [train] and [grid] must be tables (one [grid]: a configuration with settings "
+                        f"of its own is a {CASE!r} entry)")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise SpecError(f"{name}: description must be a string")
@@ -193,19 +219,29 @@ def parse_spec(raw: dict, path: str = "<spec>") -> Spec:
         raise SpecError(f"{name}: {both[0]} is given in both [train] and [grid]; give it in one")
     flags = train_flags()
     train = {k: _check_entry(k, v, flags, f"{name} [train]", spec_dir) for k, v in train_raw.items()}
+    grid = _check_grid(grid_raw, flags, f"{name} [grid]", spec_dir)
+    runs = expand(train, grid)
+    return Spec(path=os.path.abspath(path), train=train, grid=grid, runs=runs, description=description)
+
+
+def _check_grid(table: dict, flags: dict, where_table: str, spec_dir: str) -> dict:
     grid = {}
-    for key, values in grid_raw.items():
-        where = f"{name} [grid] {key}"
+    for key, values in table.items():
+        where = f"{where_table} {key}"
         if not isinstance(values, list) or not values:
             raise SpecError(f"{where}: an axis is a non-empty list of values, got {values!r}")
-        if key != "method" and any(isinstance(v, (list, dict)) for v in values):
-            raise SpecError(f"{where}: axis values must be single values (only method entries may be lists)")
-        checked = [_check_entry(key, v, flags, where, spec_dir) for v in values]
+        if key == CASE:
+            checked = [_check_case(v, flags, f"{where}[{i}]", spec_dir, set(table) - {CASE})
+                       for i, v in enumerate(values)]
+        elif key != "method" and any(isinstance(v, (list, dict)) for v in values):
+            raise SpecError(f"{where}: axis values must be single values (only method entries may be lists; "
+                            f"tables go in the {CASE!r} axis)")
+        else:
+            checked = [_check_entry(key, v, flags, where, spec_dir) for v in values]
         if len({canonical(v) for v in checked}) != len(checked):
             raise SpecError(f"{where}: the axis repeats a value")
         grid[key] = checked
-    runs = expand(train, grid)
-    return Spec(path=os.path.abspath(path), train=train, grid=grid, runs=runs, description=description)
+    return grid
 
 
 # -- the grid -----------------------------------------------------------------------------
@@ -215,6 +251,9 @@ def canonical(obj) -> str:
 
 
 def _slug_value(v) -> str:
+    if isinstance(v, dict):             # a case: its method first, then its own settings
+        items = sorted(v.items(), key=lambda kv: (kv[0] != "method", kv[0]))
+        return "_".join(_slug_value(x) if k == "method" else f"{k}{_slug_value(x)}" for k, x in items)
     if isinstance(v, list):
         return "+".join(_slug_value(x) for x in v)
     s = str(v).replace(":", "-").replace("=", "").replace(",", "-")
@@ -250,7 +289,7 @@ def expand(train: dict, grid: dict) -> list:
     keys = list(grid)
     for combo in product(*(grid[k] for k in keys)) if keys else [()]:
         axes = dict(zip(keys, combo))
-        merged = {**train, **axes}
+        merged = {**train, **{k: v for k, v in axes.items() if k != CASE}, **axes.get(CASE, {})}
         args = {k: merged[k] for k in sorted(merged)}
         runs.append(RunSpec(id=run_id(axes, args), args=args, axes=axes, argv=to_argv(args)))
     ids = [r.id for r in runs]

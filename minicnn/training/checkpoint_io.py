@@ -3,8 +3,10 @@
 A checkpoint (written by :func:`minicnn.training.save_checkpoint` with
 ``np.savez``) is an uncompressed zip archive of ``.npy`` members::
 
-    meta.npy           0-d unicode array: JSON {"arch": str, "config": {...}, ...}
+    meta.npy           0-d unicode array: JSON {"arch": str, "config": {...}, "methods": [...],
+                       "method_states": {key: {...}}, ...}
     state/<name>.npy   one float array per parameter and buffer (model.state_dict())
+    method/<key>/<path>.npy  arrays of a method's saved state, if it has any (see below)
     norm_mean.npy      (C,) per-channel input mean   } optional, together
     norm_std.npy       (C,) per-channel input std    }
 
@@ -31,7 +33,18 @@ each member's header       ``.npy`` format 1.0-3.0 (NumPy's own parser, header
                            names them)
 ``norm_mean`` / ``norm_std``  both or neither; 1-D float, same length, finite,
                            std > 0
+``method_states``          an object of objects, one per method key; the
+                           method's own ``load_state_dict`` checks the values
 =========================  ==================================================
+
+Methods (:func:`load_checkpoint`): the methods ``meta["methods"]`` records
+are rebuilt and attached (their own layers: SLU's gates), and those that act
+at evaluation (``Method.acts_in_eval``) get their hooks. A method whose state
+is part of the trained model (``Method.eval_state``: PSG's and fixed8's
+running activation ranges) is given the state saved under its key in
+``method_states`` (with the arrays of ``method/<key>/``); a checkpoint
+without it (written before minicnn saved it) is refused: evaluating
+without it would score another network than the one the run trained.
 
 Every failure is ``ValueError("<path> is not a readable minicnn checkpoint:
 <reason>")`` on one line; a missing path is ``FileNotFoundError`` and a
@@ -85,6 +98,11 @@ def read_checkpoint(path) -> tuple[dict, dict[str, np.ndarray], np.ndarray | Non
     ``meta`` has passed :func:`check_meta`; ``state`` maps state_dict names to
     arrays; mean/std are None when the file holds no normalization.
     """
+    return _read_checkpoint(path)[:4]
+
+
+def _read_checkpoint(path):
+    """:func:`read_checkpoint` and the arrays of the methods' saved states (``{"<key>/<path>": array}``)."""
     path = os.fspath(path)
     if os.path.isdir(path):
         raise IsADirectoryError(f"checkpoint {path} is a directory; give the model.npz inside a run directory")
@@ -94,13 +112,15 @@ def read_checkpoint(path) -> tuple[dict, dict[str, np.ndarray], np.ndarray | Non
         arrays = _read_members(path)
         meta = check_meta(_meta(arrays))
         state = {k[len("state/"):]: v for k, v in arrays.items() if k.startswith("state/")}
+
         for k, v in state.items():
             if v.dtype.kind != "f":
                 raise _Bad(f"entry {k} has dtype {v.dtype}, expected floating point")
         mean, std = _normalization(arrays)
+        method_arrays = {k[len("method/"):]: v for k, v in arrays.items() if k.startswith("method/")}
     except _FORMAT_ERRORS as e:
         raise ValueError(f"{path} is not a readable minicnn checkpoint: {_one_line(e)}") from None
-    return meta, state, mean, std
+    return meta, state, mean, std, method_arrays
 
 
 def _read_members(path: str) -> dict[str, np.ndarray]:
@@ -169,6 +189,9 @@ def check_meta(meta) -> dict:
         raise _Bad("it does not record which model it holds")
     if arch not in MODELS:
         raise _Bad(f"it holds an unknown model {arch!r} (known: {', '.join(MODELS)})")
+    states = meta.get("method_states", {})
+    if not isinstance(states, dict) or not all(isinstance(v, dict) for v in states.values()):
+        raise _Bad("its method_states entry is not an object of objects (one per method)")
     config = meta.get("config", {})
     if not isinstance(config, dict):
         raise _Bad(f"its model config is a JSON {type(config).__name__}, expected an object")
@@ -214,7 +237,7 @@ def load_checkpoint(path, with_methods: bool = False):
     """
     from ..hooks import HookList
     from ..models import build
-    meta, state, mean, std = read_checkpoint(path)
+    meta, state, mean, std, method_arrays = _read_checkpoint(path)
     methods = []
     try:
         model = build(meta["arch"], **meta.get("config", {}))
@@ -223,8 +246,20 @@ def load_checkpoint(path, with_methods: bool = False):
             raise ValueError("its methods are not a list of strings")
         if specs:
             from ..methods import attach, build_methods
+            from .trainer import _join_arrays, method_keys
             methods = build_methods(specs)
-            attach(model, methods)
+            attach(model, methods)          # before the keys are set, as in training (build_run)
+            for key, m in zip(method_keys(methods), methods):
+                m.key = key                 # the key the trainer filed its records and state under
+            saved = meta.get("method_states", {})
+            for m in methods:
+                if not getattr(m, "eval_state", False):
+                    continue
+                if m.key not in saved:
+                    raise ValueError(f"it holds no saved state for method {m.key} (written before minicnn saved "
+                                     "it in model.npz); evaluating without it would score another network "
+                                     "than the one trained: train the run again")
+                m.load_state_dict(_join_arrays(saved[m.key], method_arrays, f"{m.key}/"))
             acting = [m for m in methods if m.acts_in_eval]
             if acting:
                 model.set_hooks(HookList(acting))

@@ -80,6 +80,14 @@ class TrainState:
                            "read (the Trainer appends)", factory=list)
     stop_training: bool = _field("methods; the Trainer on resume", "always: True ends the run after this epoch",
                                  WRITE, False)
+    batch_size: int = _field(_START, "always: the training batch size", READ, 0)
+    train_set: Any = _field(_START, "always: (uint8 images, labels, mean, std) of the training images; "
+                            "read it through training_batches()")
+    status: Any = _field("the Trainer after the last epoch", "on_train_end: \"completed\" or \"diverged\" "
+                         "(None while training)")
+    weights_replaced: Any = _field("methods in on_train_end", "on_train_end: the key of the method that put "
+                                   "other weights into the model (the Trainer then evaluates again), else None",
+                                   WRITE)
     _x: Any = dataclasses.field(default=None, init=False)
     _loader: Any = dataclasses.field(default=None, init=False)
 
@@ -120,13 +128,24 @@ class TrainState:
         """Accuracy a controller should read for ``history[epoch]`` (validation when there is one)."""
         return self.history[epoch][self.control_metric] if self.history else None
 
+    def training_batches(self, batch_size: int | None = None):
+        """(x, y) batches of the training images in order, normalized as in training, not augmented.
+
+        A method's own pass over the training set (SWA's BatchNorm update); its cost is the method's to count.
+        """
+        from ..data import BatchIterator
+        x, y, mean, std = self.train_set
+        return BatchIterator(x, y, batch_size or self.batch_size, shuffle=False, mean=mean, std=std)
+
 
 FIELDS = tuple(f for f in dataclasses.fields(TrainState) if not f.name.startswith("_"))
 #: what the state computes from its fields (the table's last rows)
 DERIVED = (("x", "the Trainer before each batch", "on_batch_begin to on_batch_end: the images, loaded on first read",
             READ),
            ("control_metric", "(from has_val)", "always: \"val_acc\" or \"test_acc\"", READ),
-           ("control_acc(epoch=-1)", "(from history)", "on_epoch_end: the accuracy controllers decide from", READ))
+           ("control_acc(epoch=-1)", "(from history)", "on_epoch_end: the accuracy controllers decide from", READ),
+           ("training_batches(batch_size=None)", "(from train_set)",
+            "always: the training images in order, normalized, not augmented", READ))
 _METHOD_WRITABLE = frozenset(f.name for f in FIELDS if f.metadata["methods"] == WRITE)
 
 

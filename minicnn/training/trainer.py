@@ -19,6 +19,14 @@ then ``on_epoch_end(state)`` (WUS and LARS decide here, from
 ``state.control_acc()``), then each method's ``epoch_record(state)``, then
 the line in ``metrics.jsonl``, then ``checkpoint.npz``.
 
+After the last epoch: ``state.status`` is set ("completed" or "diverged"),
+then ``on_train_end(state)``. A method that puts other weights into the model
+there (SWA: the averaged weights) sets ``state.weights_replaced`` to its key;
+the trainer then evaluates the model once more (validation and test set), and
+``summary.json``'s ``final_test_acc`` / ``final_val_acc`` and ``model.npz`` are
+that model's (``summary["final_eval"]`` says whose, with the last epoch's
+accuracy beside it; ``metrics.jsonl`` keeps the per-epoch evaluations).
+
 The cost ledger and the statistics recorder are ordinary hooks here: the
 trainer knows nothing of what they count.
 
@@ -38,6 +46,7 @@ resumed run ends with the same weights, bit for bit, and the same
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -156,8 +165,12 @@ class Trainer:
                                 ledger=ledger, run_dir=run_dir, input_shape=dataset.train_x.shape[1:],
                                 has_val=len(self.val_y) > 0)
         self.state.schedule = schedule   # read-only for methods (wus-lr refuses a schedule that changes every epoch)
+        self.state.batch_size = batch_size
+        self.state.train_set = (dataset.train_x, dataset.train_y, self.mean, self.std)
+        self._final_eval = None       # the evaluation after on_train_end, when a method replaced the weights
         self._epoch_records: dict[str, list] = {k: [] for k in self.keys}
         self._last_good = None        # weights at the end of the last finished epoch (for divergence)
+        self._last_good_methods = {}  # ... and the eval_state methods' state then (saved in model.npz)
         self._elapsed = 0.0           # wall time of earlier sessions of a resumed run
 
     # -- one step ---------------------------------------------------------------
@@ -220,7 +233,7 @@ class Trainer:
             if self.stats is not None and hasattr(self.stats, "attach"):
                 self.stats.attach(self.run_dir)
         if self._last_good is None:
-            self._last_good = _copy_state(self.model)
+            self._last_good, self._last_good_methods = _copy_state(self.model), self._eval_states()
         status, diverged_at = "completed", None
         try:
             for epoch in range(start, self.epochs):
@@ -234,8 +247,29 @@ class Trainer:
         except KeyboardInterrupt:
             summary = self._finish("interrupted", None)
             raise TrainingInterrupted(summary) from None
-        hooks.call("on_train_end", s)
+        s.status = status
+        try:
+            hooks.call("on_train_end", s)
+            if status == "completed" and s.weights_replaced:
+                self._final_eval = self._evaluate_final()
+        except KeyboardInterrupt:         # the last epoch's checkpoint stands: resuming redoes this part
+            self._final_eval = None
+            summary = self._finish("interrupted", None)
+            raise TrainingInterrupted(summary) from None
         return self._finish(status, diverged_at)
+
+    def _evaluate_final(self) -> dict:
+        """Evaluate the weights a method put into the model in ``on_train_end`` (SWA's average)."""
+        s, ds = self.state, self.dataset
+        out = {"weights_from": s.weights_replaced,
+               "last_epoch_test_acc": s.history[-1]["test_acc"] if s.history else None}
+        if s.has_val:
+            ev = evaluate(self.model, self.val_x, self.val_y, self.eval_batch_size, self.mean, self.std, _check_stop)
+            out.update(val_loss=ev["loss"], val_acc=ev["accuracy"],
+                       last_epoch_val_acc=s.history[-1]["val_acc"] if s.history else None)
+        ev = evaluate(self.model, ds.test_x, ds.test_y, self.eval_batch_size, self.mean, self.std, _check_stop)
+        out.update(test_loss=ev["loss"], test_acc=ev["accuracy"])
+        return out
 
     def _run_epoch(self, epoch):
         s, hooks, it = self.state, self.hooks, self.train_iter
@@ -320,7 +354,7 @@ class Trainer:
             record["method_records"] = recs
         record["train_time_s"] = self._train_time     # this epoch's batches only (no validation)
         record["wall_time_s"] = self._wall()
-        self._last_good = _copy_state(self.model)
+        self._last_good, self._last_good_methods = _copy_state(self.model), self._eval_states()
         if self.run_dir:
             # checkpoint first: a run killed between the two resumes from the checkpoint,
             # which rewrites metrics.jsonl from its own history
@@ -330,6 +364,11 @@ class Trainer:
         return record
 
     # -- checkpoints ----------------------------------------------------------------
+    def _eval_states(self) -> dict:
+        """{key: state_dict()} of the methods whose state is part of the trained model (``Method.eval_state``)."""
+        return {key: copy.deepcopy(m.state_dict()) for key, m in zip(self.keys, self.methods)
+                if getattr(m, "eval_state", False)}
+
     def _hook_states(self) -> dict:
         out = {}
         for key, m in zip(self.keys, self.methods):
@@ -398,6 +437,9 @@ class Trainer:
         if status != "completed" and self._last_good is not None:
             self.model.load_state_dict(self._last_good)     # never save weights of a half epoch or NaN
         accs = [r["test_acc"] for r in s.history]
+        final = self._final_eval if status == "completed" else None
+        if final is not None:
+            accs = accs + [final["test_acc"]]          # the replaced weights' accuracy is the run's last
         summary = {
             "status": status,
             "model": getattr(self.model, "arch", type(self.model).__name__),
@@ -422,8 +464,10 @@ class Trainer:
         if diverged_at is not None:
             summary["diverged_at"] = diverged_at
         if s.has_val and s.history:
-            vals = [r["val_acc"] for r in s.history]
+            vals = [r["val_acc"] for r in s.history] + ([final["val_acc"]] if final is not None else [])
             summary.update(final_val_acc=vals[-1], best_val_acc=max(vals))
+        if final is not None:
+            summary["final_eval"] = final
         recs = {}
         for key, m in zip(self.keys, self.methods):
             extra = m.summary_record(s) if hasattr(m, "summary_record") else {}
@@ -440,7 +484,7 @@ class Trainer:
             save_checkpoint(self.model, os.path.join(self.run_dir, "model.npz"), mean=self.mean, std=self.std,
                             dataset=ds.name, classes=ds.classes,
                             methods=[m for m in _origins(self.methods) if m != "baseline"],
-                            status=status)
+                            status=status, method_states=self._last_good_methods)
             atomic_write_json(os.path.join(self.run_dir, "summary.json"), _finite(summary))   # last
         return summary
 
@@ -530,11 +574,22 @@ def _join_arrays(obj, arrays: dict, prefix: str):
     return obj
 
 
-def save_checkpoint(model, path, mean=None, std=None, **meta):
+def save_checkpoint(model, path, mean=None, std=None, method_states=None, **meta):
     """Weights, BatchNorm buffers, method-owned layers, the architecture, the methods and the
-    normalization, in one .npz (written atomically)."""
+    normalization, in one .npz (written atomically).
+
+    ``method_states``: {method key: state_dict()} of the methods whose state is part of the
+    trained model (``Method.eval_state``: PSG's running activation ranges); JSON values go to
+    ``meta["method_states"]``, arrays to members ``method/<key>/<path>``.
+    """
     arrays = {f"state/{k}": v for k, v in model.state_dict().items()}
     info = {"arch": getattr(model, "arch", None), "config": getattr(model, "config", {}), **meta}
+    if method_states:
+        info["method_states"] = {}
+        for key, st in method_states.items():
+            js, arrs = _split_arrays(st)
+            info["method_states"][key] = js
+            arrays.update({f"method/{key}/{k}": v for k, v in arrs.items()})
     arrays["meta"] = np.array(json.dumps(_finite(info)))
     if mean is not None:
         arrays["norm_mean"], arrays["norm_std"] = np.asarray(mean), np.asarray(std)

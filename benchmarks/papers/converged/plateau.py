@@ -1,0 +1,110 @@
+"""Issue 18, step 1: read the baseline plateau sweeps and say where each model stops gaining.
+
+Two kinds of sweep (both in docs/measurements/converged/, specs beside this file):
+
+* run lengths (``plateau_<model>_e<E>``): the schedule scales with the run (x0.1 at 50% and 75%, E2-Train's
+  shape), so each length is its own run. The plateau is the shortest length E whose doubling gains under
+  0.5 point of final test accuracy (mean over seeds).
+* one long run (``plateau_<model>``): the decay is at a fixed epoch (the WUS paper's shape), so a run of E
+  epochs is the first E epochs of the long one (same seed, same bits). The plateau is the first epoch after
+  which the seed-mean test accuracy (3-epoch moving average) never rises 0.5 point above its value there.
+
+    python benchmarks/papers/converged/plateau.py            # markdown tables on stdout
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
+OUT = os.path.join(ROOT, "docs", "measurements", "converged")
+GAIN = 0.005          # "gains under 0.5 point"
+
+
+def runs(sweep: str) -> list:
+    """(seed, metrics list, summary) of every completed run of a sweep directory."""
+    out = []
+    for d in sorted(glob.glob(os.path.join(OUT, sweep, "runs", "*"))):
+        try:
+            with open(os.path.join(d, "summary.json")) as f:
+                summary = json.load(f)
+            with open(os.path.join(d, "config.json")) as f:
+                seed = json.load(f).get("seed", 0)
+            with open(os.path.join(d, "metrics.jsonl")) as f:
+                metrics = [json.loads(ln) for ln in f if ln.strip()]
+        except (OSError, ValueError):
+            continue
+        if summary.get("status") == "completed":
+            out.append((seed, metrics, summary))
+    return out
+
+
+def pts(x):
+    return f"{100 * x:.1f}"
+
+
+def lengths_table(model: str) -> str:
+    rows, finals = [], {}
+    for path in glob.glob(os.path.join(OUT, f"plateau_{model}_e*")):
+        e = int(re.search(r"_e(\d+)$", path).group(1))
+        rs = runs(os.path.basename(path))
+        if rs:
+            finals[e] = ([s["final_test_acc"] for _, _, s in rs], [s["wall_time_s"] for _, _, s in rs])
+    lines = [f"**{model}**, x0.1 at 50% and 75% of the run:", "",
+             "| epochs | seeds | final test acc % (mean ± sd) | per seed | gain over half the length | "
+             "wall time per run |", "| --- | --- | --- | --- | --- | --- |"]
+    plateau = None
+    for e in sorted(finals):
+        accs, walls = finals[e]
+        m = float(np.mean(accs))
+        sd = float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
+        half = finals.get(e // 2)
+        gain = "" if half is None else f"{100 * (m - float(np.mean(half[0]))):+.1f} pt"
+        if half is not None and m - float(np.mean(half[0])) < GAIN and plateau is None:
+            plateau = e // 2
+        rows.append(f"| {e} | {len(accs)} | {pts(m)} ± {pts(sd)} | {', '.join(pts(a) for a in accs)} | {gain} | "
+                    f"{np.mean(walls) / 60:.1f} min |")
+    verdict = (f"Plateau: {plateau} epochs (doubling it gains under 0.5 point)." if plateau else
+               "Plateau: not reached within the lengths run (every doubling gained 0.5 point or more).")
+    return "\n".join(lines + rows + ["", verdict])
+
+
+def curve_table(model: str) -> str:
+    rs = runs(f"plateau_{model}")
+    if not rs:
+        return f"**{model}**: no completed run yet."
+    n = min(len(m) for _, m, _ in rs)
+    acc = np.array([[r["test_acc"] for r in m[:n]] for _, m, _ in rs])      # seeds x epochs
+    mean = acc.mean(axis=0)
+    smooth = np.convolve(mean, np.ones(3) / 3, mode="valid")               # epoch e+1 is the mean of e..e+2
+    plateau = next((e for e in range(len(smooth)) if smooth[e:].max() - smooth[e] < GAIN), None)
+    lines = [f"**{model}**, one run of {n} epochs per seed ({len(rs)} seeds), x0.1 at a fixed epoch:", "",
+             "| epoch | " + " | ".join(str(e) for e in range(5, n + 1, 5)) + " |",
+             "| --- |" + " --- |" * len(range(5, n + 1, 5)),
+             "| test acc % (seed mean) | " + " | ".join(pts(mean[e - 1]) for e in range(5, n + 1, 5)) + " |"]
+    verdict = ("Plateau: epoch %d (the 3-epoch average never gains 0.5 point after it; at it %s%%, best after %s%%)."
+               % (plateau + 2, pts(smooth[plateau]), pts(smooth[plateau:].max())) if plateau is not None
+               else "Plateau: not reached.")
+    return "\n".join(lines + ["", verdict])
+
+
+def main(argv):
+    models_len = sorted({re.sub(r"_e\d+$", "", os.path.basename(p))[len("plateau_"):]
+                         for p in glob.glob(os.path.join(OUT, "plateau_*_e*"))})
+    models_curve = sorted(os.path.basename(p)[len("plateau_"):] for p in glob.glob(os.path.join(OUT, "plateau_*"))
+                          if not re.search(r"_e\d+$", p))
+    for m in models_len:
+        print(lengths_table(m), end="\n\n")
+    for m in models_curve:
+        print(curve_table(m), end="\n\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
