@@ -20,6 +20,8 @@ speed      Training step (forward + loss + backward + SGD with momentum and weig
            few torch steps (the order alternating), so that a machine that slows down or
            speeds up affects both alike; figures are medians over all timed steps, and the
            ratio is minicnn img/s / torch img/s. Both use the same number of threads.
+           ``--also-im2col`` adds minicnn with every conv on im2col (the code before the
+           Winograd path) to the same interleaved rounds.
 separate   The training step again with each framework alone in a child process, alternating
            (no library's idle threads beside the other's); the same ratio, the other way.
 memory     Peak resident memory (VmHWM) of a child process per framework and model that
@@ -131,6 +133,25 @@ class MinicnnStep:
         self.model.forward(self.x)
 
 
+class MinicnnIm2colStep(MinicnnStep):
+    """minicnn with every convolution forced onto im2col + GEMM (``conv2d.ALGORITHM = "im2col"``): the code
+    before the Winograd path, for a before/after comparison in the same process and minutes."""
+
+    def _forced(self, fn):
+        from minicnn.kernels import conv2d
+        before, conv2d.ALGORITHM = conv2d.ALGORITHM, "im2col"
+        try:
+            fn()
+        finally:
+            conv2d.ALGORITHM = before
+
+    def train_step(self):
+        self._forced(super().train_step)
+
+    def eval_step(self):
+        self._forced(super().eval_step)
+
+
 class TorchStep:
     def __init__(self, name, batch, seed=0):
         torch.manual_seed(seed)
@@ -170,13 +191,15 @@ def interleaved(runners: dict, what: str, rounds: int, per_round: int) -> dict:
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
-def part_speed(quick: bool, models=MODELS) -> list[dict]:
+def part_speed(quick: bool, models=MODELS, also_im2col=False) -> list[dict]:
     rows = []
     for name in models:
         for batch in (128, 32):
             big = name == "alexnet-ye"
             rounds, per = (2, 2) if quick else ((4, 2) if big else (5, 4))
             runners = {"minicnn": MinicnnStep(name, batch)}
+            if also_im2col:
+                runners["minicnn_im2col"] = MinicnnIm2colStep(name, batch)
             if torch is not None:
                 runners["torch"] = TorchStep(name, batch)
             t = interleaved(runners, "train_step", rounds, per)
@@ -184,6 +207,8 @@ def part_speed(quick: bool, models=MODELS) -> list[dict]:
                    **{f"{k}_img_s": batch / v for k, v in t.items()}}
             if torch is not None:
                 row["ratio"] = t["torch"] / t["minicnn"]
+                if also_im2col:
+                    row["ratio_im2col"] = t["torch"] / t["minicnn_im2col"]
             rows.append(row)
             print(fmt_row(row), flush=True)
         runners = {"minicnn": MinicnnStep(name, 256)}
@@ -202,6 +227,10 @@ def fmt_row(row) -> str:
     s = f"  {row['model']:>13} {row['what']:>10} batch {row['batch']:>3}: minicnn {row['minicnn_img_s']:7.1f} img/s"
     if "torch_img_s" in row:
         s += f"   torch {row['torch_img_s']:7.1f} img/s   ratio {row['ratio']:.2f}"
+    if "minicnn_im2col_img_s" in row:
+        s += f"   | im2col only: minicnn {row['minicnn_im2col_img_s']:7.1f} img/s"
+        if "ratio_im2col" in row:
+            s += f"   ratio {row['ratio_im2col']:.2f}"
     return s
 
 
@@ -510,6 +539,9 @@ def main():
     p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     p.add_argument("--models", default=",".join(MODELS), help="for the speed and memory parts")
     p.add_argument("--data-dir", default=os.path.join(os.path.dirname(ROOT), "shared", "data", "cifar-10-batches-py"))
+    p.add_argument("--also-im2col", action="store_true",
+                   help="speed part: also time minicnn with every conv forced onto im2col (MINICNN_CONV_ALGO=im2col), "
+                        "interleaved with the others: before/after the Winograd path in the same minutes")
     p.add_argument("--json", help="write every figure here")
     p.add_argument("--child-memory", nargs=3, metavar=("FRAMEWORK", "MODEL", "BATCH"), help=argparse.SUPPRESS)
     p.add_argument("--child-first-step", metavar="MODEL", help=argparse.SUPPRESS)
@@ -538,7 +570,7 @@ def main():
         print("torch is not installed in this Python: minicnn figures only")
     results = {"machine": info}
     models = a.models.split(",")
-    parts = {"speed": lambda: part_speed(a.quick, models), "separate": lambda: part_separate(a.quick, models),
+    parts = {"speed": lambda: part_speed(a.quick, models, a.also_im2col), "separate": lambda: part_separate(a.quick, models),
              "memory": lambda: part_memory(a.quick, models),
              "layers": lambda: part_layers(a.quick), "methods": lambda: part_methods(a.quick, a.data_dir),
              "coldstart": lambda: part_coldstart(a.quick)}

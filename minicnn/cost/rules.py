@@ -68,6 +68,15 @@ BatchNorm's reduction pass is charged once, to the first of backward_weight
 of ``weight``, backward_weight of ``bias``, backward_input that needs it
 (the layer computes both sums in one pass whenever any of them is needed).
 
+Conv2d is counted as the network's work, whatever algorithm computes it: a
+3x3 stride-1 conv that minicnn runs by Winograd F(2x2, 3x3)
+(``minicnn/kernels/winograd.py``: 4 multiplications per output and input
+channel instead of 9, plus the transforms' additions, and no im2col buffer)
+is still counted at K = 9*Cin MACs per output and the bytes below. Winograd
+saves wall time on this CPU, not counted work: the ledger, its energy
+estimate and every method's saving are the same with
+``MINICNN_CONV_ALGO=im2col``.
+
 Bytes: each piece of work is one kernel that reads each tensor it needs
 once from memory and writes each result once (compulsory traffic; no reuse
 between kernels or layers; an implementation's im2col buffer is not

@@ -5,7 +5,8 @@
 * :mod:`.pooling`     max / average pooling forward and backward (numba)
 * :mod:`.elementwise` ReLU forward and backward (numba)
 * :mod:`.gemm`        GEMMs split over minicnn's threads (convolution, linear)
-* :mod:`.conv2d`      convolution drivers: cache-sized im2col + GEMM chunks on all threads
+* :mod:`.conv2d`      convolution drivers: cache-sized im2col + GEMM chunks on all threads, and the dispatch
+* :mod:`.winograd`    Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (numba transforms + batched GEMMs)
 * :mod:`.threads`     minicnn's thread pool: every kernel's ranges and GEMM slices
 * :mod:`.process`     the process-wide speed settings (BLAS threads, OpenMP wait policy, malloc) and
                       :func:`speed_settings`, which the CLI and the Trainer apply
@@ -79,3 +80,8 @@ def warmup(dtypes=(np.float32,)) -> None:
         maxpool2d_backward(y, arg, np.empty_like(x))
         avgpool2d_forward(x, 2, 2, 2, 2, y)
         avgpool2d_backward(y, 2, 2, 2, 2, np.empty_like(x))
+        from .winograd import winograd_forward, winograd_input_grad, winograd_weight_grad
+        w = np.ones((2, 2, 3, 3), dtype=dt)
+        winograd_forward(x, w, 1, 1, np.empty_like(x))
+        winograd_input_grad(x, w, 1, 1, np.empty_like(x))
+        winograd_weight_grad(x, x, 1, 1)

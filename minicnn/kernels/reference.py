@@ -214,3 +214,83 @@ def batchnorm2d_backward_naive(x, gamma, dy, eps=1e-5):
         dmu = -dxhat.sum() / std + dvar * (-2.0 / n) * (xc - mu).sum()
         dx[:, c] = dxhat / std + dvar * 2 * (xc - mu) / n + dmu / n
     return dx, dgamma, dbeta
+
+
+# -- Winograd F(2x2, 3x3), tile by tile ------------------------------------------------------------------------
+def winograd_conv2d_naive(x, w, padding, BT, G, AT):
+    """Stride-1 3x3 correlation by Winograd's algorithm, one 2x2 output tile at a time (minicnn.kernels.winograd).
+
+    For every output tile ``(ty, tx)`` of every (n, o)::
+
+        Y = AT @ ( sum_c (G @ w[o, c] @ G.T) * (BT @ d[n, c] @ BT.T) ) @ AT.T
+        d[n, c] = x_pad[n, c, 2ty : 2ty + 4, 2tx : 2tx + 4]      (zero beyond the padded image)
+
+    cropped at the output's edges. The transform matrices are arguments, so that
+    the same loops with ``abs`` of every matrix and operand give the magnitude
+    term of the rounding-error bound (``winograd.error_bound``).
+    """
+    ph, pw = _pair(padding)
+    N, C, H, W = x.shape
+    O = w.shape[0]
+    Ho, Wo = H + 2 * ph - 2, W + 2 * pw - 2
+    th, tw = -(-Ho // 2), -(-Wo // 2)
+    xp = np.zeros((N, C, 2 * th + 2, 2 * tw + 2), dtype=np.float64)    # zero padding, and beyond for odd sizes
+    xp[:, :, ph:ph + H, pw:pw + W] = x
+    U = np.array([[G @ w[o, c] @ G.T for c in range(C)] for o in range(O)])              # (O, C, 4, 4)
+    y = np.zeros((N, O, 2 * th, 2 * tw))
+    for n in range(N):
+        for ty in range(th):
+            for tx in range(tw):
+                V = np.array([BT @ xp[n, c, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] @ BT.T for c in range(C)])
+                for o in range(O):
+                    y[n, o, 2 * ty:2 * ty + 2, 2 * tx:2 * tx + 2] = AT @ (U[o] * V).sum(axis=0) @ AT.T
+    return y[:, :, :Ho, :Wo].astype(x.dtype)
+
+
+def winograd_weight_grad_naive(x, dy, padding, BT, G, AT):
+    """dL/dW of the stride-1 3x3 correlation as the adjoint of :func:`winograd_conv2d_naive`'s maps::
+
+        dW[o, c] = G.T @ ( sum_{n, tiles} (AT.T @ dY @ AT) * (BT @ d[n, c] @ BT.T) ) @ G
+
+    with dY the 2x2 tile of dy[n, o] (zero beyond its edges) and d the 4x4 input tile.
+    """
+    ph, pw = _pair(padding)
+    N, C, H, W = x.shape
+    O, Ho, Wo = dy.shape[1:]
+    th, tw = -(-Ho // 2), -(-Wo // 2)
+    xp = np.zeros((N, C, 2 * th + 2, 2 * tw + 2), dtype=np.float64)
+    xp[:, :, ph:ph + H, pw:pw + W] = x
+    dyp = np.zeros((N, O, 2 * th, 2 * tw))
+    dyp[:, :, :Ho, :Wo] = dy
+    dU = np.zeros((O, C, 4, 4))
+    for n in range(N):
+        for ty in range(th):
+            for tx in range(tw):
+                V = np.array([BT @ xp[n, c, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] @ BT.T for c in range(C)])
+                dM = np.array([AT.T @ dyp[n, o, 2 * ty:2 * ty + 2, 2 * tx:2 * tx + 2] @ AT for o in range(O)])
+                dU += dM[:, None] * V[None]
+    return np.array([[G.T @ dU[o, c] @ G for c in range(C)] for o in range(O)]).astype(x.dtype)
+
+
+def winograd_input_grad_naive(dy, w, x_shape, padding, BT, G, AT):
+    """dL/dx of the stride-1 3x3 correlation as the adjoint of :func:`winograd_conv2d_naive`'s maps::
+
+        dx_pad[n, c, 2ty : 2ty + 4, 2tx : 2tx + 4] += BT.T @ ( sum_o (G @ w[o, c] @ G.T) * (AT.T @ dY @ AT) ) @ BT
+
+    over every tile (overlapping tiles add), then cropped to the image: dx = dx_pad[..., ph:ph+H, pw:pw+W].
+    """
+    ph, pw = _pair(padding)
+    N, C, H, W = x_shape
+    O, Ho, Wo = dy.shape[1:]
+    th, tw = -(-Ho // 2), -(-Wo // 2)
+    dyp = np.zeros((N, O, 2 * th, 2 * tw))
+    dyp[:, :, :Ho, :Wo] = dy
+    U = np.array([[G @ w[o, c] @ G.T for c in range(C)] for o in range(O)])              # (O, C, 4, 4)
+    dxp = np.zeros((N, C, max(2 * th + 2, ph + H), max(2 * tw + 2, pw + W)))
+    for n in range(N):
+        for ty in range(th):
+            for tx in range(tw):
+                dM = np.array([AT.T @ dyp[n, o, 2 * ty:2 * ty + 2, 2 * tx:2 * tx + 2] @ AT for o in range(O)])
+                for c in range(C):
+                    dxp[n, c, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] += BT.T @ (U[:, c] * dM).sum(axis=0) @ BT
+    return dxp[:, :, ph:ph + H, pw:pw + W].astype(dy.dtype)

@@ -19,6 +19,12 @@ and rebuilt in backward (``minicnn.kernels.conv2d``): keeping them would cost
 at batch 128) and measured *slower* than recomputing in cache. A 1x1 stride-1
 unpadded conv needs no im2col at all: its columns are x itself.
 
+3x3 stride-1 convolutions with 16 or more input channels run instead by
+Winograd F(2x2, 3x3) (``minicnn.kernels.winograd``; the choice is
+``minicnn.kernels.conv2d.use_winograd``, ``MINICNN_CONV_ALGO=im2col`` turns
+it off): the same results up to float rounding, within a bound derived in
+that module.
+
 The GEMMs are NumPy's BLAS (``np.matmul``, one batched call per chunk) in the
 layer dtype; the batch is split over threads by ``minicnn.kernels.gemm``
 (BLAS itself single-threaded).
