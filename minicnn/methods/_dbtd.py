@@ -47,10 +47,17 @@ than the hash it saves, and a select-only loop vectorizes), so its price is
 the kernel's; 32-bit multiplies vectorize 8 to an AVX2 register, where the
 earlier SplitMix64 (64-bit multiplies, emulated on AVX2) made the pruning
 pass ~2.5x slower (``docs/measurements/method_overheads_gradprune.md``).
-The price: the keep probability |g|/tau is resolved to 2^-24 (float32's own
-precision), so E[pruned] = g holds to a relative 2^-24 per entry, far below
-what any training run or test can see. Tensors of 2^32 entries or more are
-refused (the counter is 32-bit).
+The price: the keep probability |g|/tau is resolved to multiples of 2^-24
+(float32's own precision), so E[pruned] = g holds to within tau * 2^-24
+per entry, far below what any training run or test can see. Tensors of
+2^32 entries or more are refused (the counter is 32-bit).
+
+Kernel and reference (:func:`prune_naive` with :func:`uniforms_naive`) are
+held equal *exactly*, bit for bit, given the same seed
+(tests/test_dbtd.py::test_kernel_equals_reference, random shapes, dtypes,
+p and seeds); the statistics (Lemma 1's unbiasedness and second moment,
+the Gaussian density oracle, the uniforms' histogram) are tested in
+distribution on the kernel.
 
 **Precision.** tau is computed in float64 and rounded once to g's dtype;
 the comparisons ``|g| < tau`` and ``|g| > tau * u`` run in g's dtype (for
@@ -69,7 +76,6 @@ import numpy as np
 from numba import njit, prange
 
 _CHUNK = 32768  # elements per parallel task (fixed: tau's summation order depends on it)
-
 
 
 # -- Phi^-1 ---------------------------------------------------------------------------------

@@ -56,6 +56,21 @@ machine by ``benchmarks/bench_sparse_conv.py``, see
 above it the dense BLAS path is faster on a CPU, and the saving is a
 hardware estimate only (the ledger's).
 
+Counting the non-zeros (each pruned tensor): the pruning kernel counts
+what it writes (the records; ``observe_backward`` reuses that count when
+the conv consumes exactly the pruned array); the conv's density test stops
+counting once its bound is reached (a dy of density 0.5 against a bound of
+0.1 is decided after about a fifth of it); the ledger counts the tensor
+itself, with a compiled loop: it stays an independent observer of what the
+method did (tests/test_issue15_correctness.py holds it to another one).
+The cost of the method against the plain step, measured:
+``docs/measurements/method_overheads_gradprune.md``.
+
+The flags: ``on_train_begin`` sets the consuming convs'
+``sparse_backward_below``; ``on_train_end`` puts back what was there
+before, so a model trained with gradprune and used without it takes the
+dense path again.
+
 Records, per epoch: per pruning site the density of g before and after
 pruning (non-zeros / entries over the epoch's batches) and the mean tau;
 overall densities (entry-weighted); and per conv the density of the output
