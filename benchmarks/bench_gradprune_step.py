@@ -82,7 +82,10 @@ def main():
                     tr.train_step(x, y)
                 prof.disable()
                 print(f"\n--- {k}: cProfile over 4 steps (tottime) ---")
-                pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+                st = pstats.Stats(prof).sort_stats("tottime")
+                st.print_stats(18)
+                print(f"--- {k}: the pruning and the non-zero counts (all calls) ---")
+                st.print_stats("_dbtd|count_nonzero|elementwise.py.*(count|fewer)|gradprune.py|counts.py")
 
 
 if __name__ == "__main__":
