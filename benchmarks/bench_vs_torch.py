@@ -484,7 +484,7 @@ def part_methods(quick: bool, data_dir: str) -> list[dict]:
         return b
 
     before = baseline()
-    for method, target, what in (("gradprune", 1.10, "step"), ("fixed8", 1.5, "step"), ("slu:target=0.6", 0.75, "step"),
+    for method, target, what in (("gradprune", 1.05, "step"), ("fixed8", 1.5, "step"), ("slu:target=0.6", 0.75, "step"),
                                  ("smd:p=0.5", 0.55, "epoch")):
         ep, hook_s, summary = _method_run(method, data_dir, epochs, n_img)
         hook_s *= sum(ep[1:]) / sum(ep)     # the hooks' share of the timed epochs (an even spread assumed)

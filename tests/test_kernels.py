@@ -375,3 +375,19 @@ def test_the_thread_pool_still_imports_from_gemm_for_one_release():
     assert gemm.run_slices is threads.run_slices and gemm.for_chunks is threads.for_chunks
     assert gemm.OrderedSum is threads.OrderedSum and gemm.run_on_threads is threads.run_on_threads
     assert gemm.configure_threads is process.configure_threads and gemm._threads == threads.num_threads()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 70_000), st.floats(0.0, 1.0), st.sampled_from([np.float32, np.float64]),
+       st.integers(-2, 70_001), st.booleans(), st.integers(0, 2**31))
+def test_nonzero_counts_equal_numpy(n, density, dtype, limit, strided, seed):
+    """count_nonzero == np.count_nonzero; fewer_nonzeros_than(a, limit) == (np.count_nonzero(a) < limit),
+    across the early stop at every block boundary, for contiguous and non-contiguous arrays (NumPy's fallback)."""
+    from minicnn.kernels.elementwise import count_nonzero, fewer_nonzeros_than
+    rng = np.random.default_rng(seed)
+    a = np.where(rng.random(2 * n) < density, rng.standard_normal(2 * n), 0.0).astype(dtype)
+    a = a[::2] if strided else a[:n]
+    want = int(np.count_nonzero(a))
+    assert count_nonzero(a) == want
+    assert fewer_nonzeros_than(a, limit) == (want < limit)
+    assert fewer_nonzeros_than(a, want) is False and fewer_nonzeros_than(a, want + 1) is True

@@ -116,6 +116,37 @@ def test_gradprune_conv_relu_uses_the_sparse_path(monkeypatch):
     assert rec["dy_density"]["conv4"] <= rec["layers"]["conv5"]["density_after"] < 1
 
 
+def test_gradprune_puts_the_sparse_path_flag_back_at_train_end(monkeypatch):
+    """A model trained with gradprune and then used without it takes the dense backward again (issue 17):
+    every conv's sparse_backward_below is back to what it was before training (0: the class default,
+    or a value the user set), and a conv fed a 99%-zero dy runs the dense kernel, not the sparse one."""
+    import minicnn.layers.conv as conv_module
+    job = build_run(dict(model="alexnet-ye", width=0.125, dataset="synthetic", epochs=1, batch_size=16, lr=0.02,
+                         train_images=32, method=["gradprune:p=0.9,sparse_below=1.0"], seed=0))
+    convs = [m for m in job["model"].leaves() if isinstance(m, Conv2d)]
+    convs[0].sparse_backward_below = 0.25                            # a user's own setting survives too
+    seen = []
+
+    class During(Method):
+        def on_epoch_end(self, state):
+            seen.extend(c.sparse_backward_below for c in convs)
+    tr = Trainer(job["model"], job["ds"], job["opt"], job["schedule"], 1, batch_size=16,
+                 methods=job["methods"] + [During()], ledger=job["ledger"], seed=0, progress=False, verbose=False)
+    assert tr.fit()["status"] == "completed"
+    assert 1.0 in seen                                                # gradprune did set it while training
+    assert [c.sparse_backward_below for c in convs] == [0.25] + [0.0] * (len(convs) - 1)
+    calls = []
+    original = conv_module.sparse_conv2d_backward
+    monkeypatch.setattr(conv_module, "sparse_conv2d_backward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    conv = convs[1]
+    x = np.random.default_rng(0).standard_normal((2, conv.in_channels, 8, 8)).astype(np.float32)
+    y = conv.forward(x)
+    dy = np.zeros_like(y)
+    dy.reshape(-1)[::100] = 1.0
+    conv.backward(dy)
+    assert not calls                                                  # the dense path
+
+
 # -- psg, fixed8, signsgd ----------------------------------------------------------------------------
 def test_psg_supplies_sign_gradients_and_the_layer_computes_no_dense_dw(monkeypatch):
     import minicnn.layers.conv as conv_module

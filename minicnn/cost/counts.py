@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels.elementwise import count_nonzero
 from .formats import FP32, FormatTable, TensorFormat
 from .energy import EnergyTable
 
@@ -98,7 +99,7 @@ class Tensor:
         """Describe an ndarray (None stays None); non-zeros are counted only if ``fmt`` is sparse."""
         if array is None:
             return None
-        nnz = int(np.count_nonzero(array)) if fmt.sparse else None
+        nnz = count_nonzero(array) if fmt.sparse else None
         return Tensor(tuple(int(d) for d in array.shape), nnz)
 
 

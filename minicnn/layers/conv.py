@@ -35,6 +35,9 @@ it, backward takes the numba path of :mod:`minicnn.kernels.sparse_conv`,
 which touches only dy's non-zeros, instead of im2col + GEMM. Same results
 up to summation order; which is faster depends on the density
 (``benchmarks/bench_sparse_conv.py``). Default 0: never (no density pass).
+The density test counts dy's non-zeros only until the bound is reached
+(:func:`~minicnn.kernels.elementwise.fewer_nonzeros_than`): a dy far denser
+than the bound is decided after a small part of it.
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ import math
 import numpy as np
 
 from ..kernels.conv2d import conv2d_backward, conv2d_forward
+from ..kernels.elementwise import fewer_nonzeros_than
 from ..kernels.gemm import matmul_batched, matmul_batched_sum_bt
 from ..kernels.im2col import conv_output_size
 from ..kernels.sparse_conv import sparse_conv2d_backward
@@ -129,7 +133,8 @@ class Conv2d(Layer):
         if self.wants_grad("bias"):
             self.grads["bias"] = dy3.sum(axis=2).sum(axis=0)
         dx = None
-        if self.sparse_backward_below > 0 and np.count_nonzero(dy3) < self.sparse_backward_below * dy3.size:
+        below = self.sparse_backward_below
+        if below > 0 and fewer_nonzeros_than(dy3, math.ceil(below * dy3.size)):    # density < below
             dw, dx = sparse_conv2d_backward(x, self.params["weight"], dy, self.stride, self.padding,
                                             want_dw=want_w, want_dx=self.needs_input_grad)
         elif self._is_pointwise():

@@ -37,10 +37,32 @@ For g ~ N(0, sigma^2) exactly, the expected density after pruning is::
 from a Generator would mean ~40 M draws (and 320 MB written and read) per
 ResNet-20 step at batch 128, as much time as the convolutions. So the kernel
 takes one 64-bit ``seed`` (the method draws it from its own Generator per
-call) and makes entry i's uniform with a counter-based hash (SplitMix64 of
-``seed + (i + 1) * golden``, the top 53 bits): reproducible, independent of
-the thread count, and the same in the NumPy reference
-(:func:`uniforms_naive`).
+call) and makes entry i's uniform with a counter-based hash: two rounds of
+Wellons' ``lowbias32`` integer hash keyed by the seed's two 32-bit halves,
+``h = H(H(i XOR k_lo) + k_hi)``, whose top 24 bits give ``u = (h >> 8) / 2^24``
+(exact in float32). Reproducible, independent of the thread count, and the
+same in the NumPy reference (:func:`uniforms_naive`). Why 32-bit: the hash
+is computed for *every* entry (a branch on ``|g| < tau`` per entry costs more
+than the hash it saves, and a select-only loop vectorizes), so its price is
+the kernel's; 32-bit multiplies vectorize 8 to an AVX2 register, where the
+earlier SplitMix64 (64-bit multiplies, emulated on AVX2) made the pruning
+pass ~2.5x slower (``docs/measurements/method_overheads_gradprune.md``).
+The price: the keep probability |g|/tau is resolved to multiples of 2^-24
+(float32's own precision), so E[pruned] = g holds to within tau * 2^-24
+per entry, far below what any training run or test can see. Tensors of
+2^32 entries or more are refused (the counter is 32-bit).
+
+Kernel and reference (:func:`prune_naive` with :func:`uniforms_naive`) are
+held equal *exactly*, bit for bit, given the same seed
+(tests/test_dbtd.py::test_kernel_equals_reference, random shapes, dtypes,
+p and seeds); the statistics (Lemma 1's unbiasedness and second moment,
+the Gaussian density oracle, the uniforms' histogram) are tested in
+distribution on the kernel.
+
+**Precision.** tau is computed in float64 and rounded once to g's dtype;
+the comparisons ``|g| < tau`` and ``|g| > tau * u`` run in g's dtype (for
+float32 g: 8 lanes per AVX2 instruction), and the pruned small entries are
+``+-tau`` in that dtype.
 
 **Determinism.** ``sum |g|`` is accumulated per fixed-size chunk in float64
 and the chunk sums added in chunk order, so tau does not depend on how many
@@ -54,11 +76,6 @@ import numpy as np
 from numba import njit, prange
 
 _CHUNK = 32768  # elements per parallel task (fixed: tau's summation order depends on it)
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
 
 
 # -- Phi^-1 ---------------------------------------------------------------------------------
@@ -121,14 +138,26 @@ def expected_density(p: float) -> float:
 
 
 # -- the kernel -------------------------------------------------------------------------------
-@njit(cache=True)
-def _uniform(seed, i):
-    """Entry i's uniform in [0, 1): SplitMix64(seed + (i + 1) * golden), top 53 bits."""
-    z = seed + (np.uint64(i) + np.uint64(1)) * _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    z = z ^ (z >> np.uint64(31))
-    return np.float64(z >> np.uint64(11)) * _TO_UNIT
+_H1 = np.uint32(0x7FEB352D)
+_H2 = np.uint32(0x846CA68B)
+_UNIT24 = 1.0 / 16777216.0   # 2**-24
+
+
+@njit(cache=True, inline="always")
+def _lowbias32(x):
+    """Wellons' lowbias32 integer hash (a bijection of uint32): xorshift-multiply, twice, xorshift."""
+    x = np.uint32(x ^ (x >> np.uint32(16)))
+    x = np.uint32(x * _H1)
+    x = np.uint32(x ^ (x >> np.uint32(15)))
+    x = np.uint32(x * _H2)
+    return np.uint32(x ^ (x >> np.uint32(16)))
+
+
+@njit(cache=True, inline="always")
+def _uniform24(k_lo, k_hi, i):
+    """Entry i's uniform as an integer in [0, 2^24): the top 24 bits of H(H(i ^ k_lo) + k_hi)."""
+    h = _lowbias32(np.uint32(_lowbias32(np.uint32(np.uint32(i) ^ k_lo)) + k_hi))
+    return np.int32(h >> np.uint32(8))
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
@@ -162,54 +191,55 @@ def _abs_sum(g):
     return total, count
 
 
+@njit(cache=True)
+def _prune_chunk(g, tau, unit, k_lo, k_hi, out, start, stop):
+    """Algorithm 1 on g[start:stop] into out (tau, unit in g's dtype); returns the non-zeros written.
+
+    Written without branches (selects only): the keep/drop outcome is a coin flip, and a
+    mispredicted branch per entry made this loop 5x slower; as selects it vectorizes.
+    """
+    zero = unit - unit      # 0 in g's dtype
+    c = 0
+    for i in range(start, stop):
+        v = g[i]
+        a = abs(v)
+        keep = a > tau * (np.float32(_uniform24(k_lo, k_hi, i)) * unit)    # probability |g| / tau
+        signed_tau = tau if v > zero else -tau
+        r = (signed_tau if keep else zero) if a < tau else v
+        out[i] = r
+        c += r != zero
+    return c
+
+
 @njit(parallel=True, cache=True)
-def _prune(g, tau, seed, out):
-    """Algorithm 1 on flat g into flat out (may be g itself); returns the non-zeros of out."""
+def _prune(g, tau, unit, k_lo, k_hi, out):
+    """Algorithm 1 on flat g into flat out (may be g itself), in fixed chunks; returns the non-zeros of out."""
     n = g.size
     nchunks = (n + _CHUNK - 1) // _CHUNK
     nnz = np.zeros(nchunks, dtype=np.int64)
     for k in prange(nchunks):
         start = k * _CHUNK
-        stop = min(start + _CHUNK, n)
-        c = 0
-        for i in range(start, stop):
-            # written without branches (selects only): the keep/drop outcome is a coin flip,
-            # and a mispredicted branch per entry made this loop 5x slower
-            v = np.float64(g[i])
-            a = abs(v)
-            keep = a > tau * _uniform(seed, i)        # probability |g| / tau
-            signed_tau = tau if v > 0 else -tau
-            r = (signed_tau if keep else 0.0) if a < tau else v
-            out[i] = r                                # cast to out's dtype on store
-            c += r != 0.0
-        nnz[k] = c
+        nnz[k] = _prune_chunk(g, tau, unit, k_lo, k_hi, out, start, min(start + _CHUNK, n))
     count = 0
     for k in range(nchunks):
         count += nnz[k]
     return count
 
 
-@njit(cache=True)
-def dbtd_prune_kernel(g, z, seed, out):
-    """Threshold and prune flat ``g`` into flat ``out`` (may be g): returns (tau, nnz before, nnz after).
-
-    tau = sqrt(pi/2) * mean|g| * z, with z = Phi^-1(p). Two passes over g
-    (the sum of |g|, then the pruning), no sort, no extra memory.
-    """
-    n = g.size
-    if n == 0:
-        return 0.0, 0, 0
-    total, nnz_in = _abs_sum(g)
-    tau = math.sqrt(math.pi / 2.0) * (total / n) * z
-    nnz_out = _prune(g, tau, seed, out)
-    return tau, nnz_in, nnz_out
+def _keys(seed: int):
+    """The seed's two 32-bit halves (the hash's keys)."""
+    seed = int(seed) & 0xFFFFFFFFFFFFFFFF
+    return np.uint32(seed & 0xFFFFFFFF), np.uint32(seed >> 32)
 
 
 def dbtd_prune(g: np.ndarray, p: float, seed: int, out: np.ndarray | None = None):
     """Prune activation gradient ``g`` (any shape) at percentile ``p``; returns (pruned, tau, nnz_in, nnz_out).
 
-    ``seed``: a 64-bit integer (draw it from the method's Generator:
-    ``int(rng.integers(2**63))``). ``out`` may be ``g`` (in place).
+    Two passes over g, no sort, no extra memory: the sum of |g| (and g's
+    non-zeros), then tau = sqrt(pi/2) * mean|g| * Phi^-1(p) and the pruning
+    (which counts the non-zeros it writes). ``seed``: a 64-bit integer (draw
+    it from the method's Generator: ``int(rng.integers(2**63))``). ``out``
+    may be ``g`` (in place). ``tau`` is returned as computed, in float64.
     """
     if not 0.5 <= p < 1.0:
         raise ValueError(f"p must be in [0.5, 1), got {p}")
@@ -218,18 +248,34 @@ def dbtd_prune(g: np.ndarray, p: float, seed: int, out: np.ndarray | None = None
         out = np.empty_like(g)
     elif out.shape != g.shape or out.dtype != g.dtype or not out.flags.c_contiguous:
         raise ValueError(f"out must be a C-contiguous {g.dtype} array of shape {g.shape}")
-    tau, nnz_in, nnz_out = dbtd_prune_kernel(g.reshape(-1), ndtri(p), np.uint64(seed), out.reshape(-1))
+    if g.size >= 2**32:
+        raise ValueError(f"dbtd_prune: {g.size} entries; at most 2**32 - 1 (the uniforms' counter is 32-bit)")
+    if g.size == 0:
+        return out, 0.0, 0, 0
+    flat, flat_out = g.reshape(-1), out.reshape(-1)
+    total, nnz_in = _abs_sum(flat)
+    tau = math.sqrt(math.pi / 2.0) * (total / g.size) * ndtri(p)
+    k_lo, k_hi = _keys(seed)
+    dt = g.dtype.type
+    nnz_out = _prune(flat, dt(tau), dt(_UNIT24), k_lo, k_hi, flat_out)
     return out, float(tau), int(nnz_in), int(nnz_out)
 
 
 # -- NumPy references -------------------------------------------------------------------------
+def _lowbias32_naive(x):
+    x = x ^ (x >> np.uint32(16))
+    x = x * _H1
+    x = x ^ (x >> np.uint32(15))
+    x = x * _H2
+    return x ^ (x >> np.uint32(16))
+
+
 def uniforms_naive(seed: int, n: int) -> np.ndarray:
-    """The kernel's uniforms for entries 0..n-1 (SplitMix64 in NumPy uint64 arithmetic, wrapping)."""
-    z = np.uint64(seed) + (np.arange(n, dtype=np.uint64) + np.uint64(1)) * _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) * _TO_UNIT
+    """The kernel's uniforms for entries 0..n-1, as float32 multiples of 2^-24 (NumPy uint32 arithmetic, wrapping)."""
+    k_lo, k_hi = _keys(seed)
+    i = np.arange(n, dtype=np.uint32)
+    h = _lowbias32_naive(_lowbias32_naive(i ^ k_lo) + k_hi)
+    return (h >> np.uint32(8)).astype(np.float32) * np.float32(_UNIT24)
 
 
 def dbtd_tau_naive(g: np.ndarray, p: float) -> float:
@@ -238,10 +284,10 @@ def dbtd_tau_naive(g: np.ndarray, p: float) -> float:
 
 
 def prune_naive(g: np.ndarray, tau: float, u: np.ndarray) -> np.ndarray:
-    """Algorithm 1 with given uniforms u (same shape as g, or flat)."""
-    a = np.abs(g.astype(np.float64))
-    u = np.asarray(u, np.float64).reshape(g.shape)
-    small = a < tau
-    keep = a > tau * u
-    tau_t = g.dtype.type(tau)
-    return np.where(small, np.where(keep, np.where(g > 0, tau_t, -tau_t), g.dtype.type(0)), g)
+    """Algorithm 1 with given uniforms u (same shape as g, or flat), in g's dtype (tau rounded to it once)."""
+    t = g.dtype.type(tau)
+    a = np.abs(g)
+    u = np.asarray(u).reshape(g.shape).astype(g.dtype)
+    small = a < t
+    keep = a > t * u
+    return np.where(small, np.where(keep, np.where(g > 0, t, -t), g.dtype.type(0)), g)

@@ -56,6 +56,21 @@ machine by ``benchmarks/bench_sparse_conv.py``, see
 above it the dense BLAS path is faster on a CPU, and the saving is a
 hardware estimate only (the ledger's).
 
+Counting the non-zeros (each pruned tensor): the pruning kernel counts
+what it writes (the records; ``observe_backward`` reuses that count when
+the conv consumes exactly the pruned array); the conv's density test stops
+counting once its bound is reached (a dy of density 0.5 against a bound of
+0.1 is decided after about a fifth of it); the ledger counts the tensor
+itself, with a compiled loop: it stays an independent observer of what the
+method did (tests/test_issue15_correctness.py holds it to another one).
+The cost of the method against the plain step, measured:
+``docs/measurements/method_overheads_gradprune.md``.
+
+The flags: ``on_train_begin`` sets the consuming convs'
+``sparse_backward_below``; ``on_train_end`` puts back what was there
+before, so a model trained with gradprune and used without it takes the
+dense path again.
+
 Records, per epoch: per pruning site the density of g before and after
 pruning (non-zeros / entries over the epoch's batches) and the mean tau;
 overall densities (entry-weighted); and per conv the density of the output
@@ -67,10 +82,11 @@ baseline: use it to measure a baseline's rho_nnz.
 """
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
 from ..cost.counts import Tensor
 from ..cost.formats import TensorFormat
+from ..kernels.elementwise import count_nonzero
 from ..kernels.sparse_conv import sparse_crossover
 from ..layers.activation import ReLU
 from ..layers.linear import Flatten
@@ -83,6 +99,30 @@ from .base import Method, backbone_leaves, register_method
 SPARSE = TensorFormat(sparse=True)
 #: layers whose backward keeps a zero of dy zero in dx (a sparse dy gives a dx at most as dense)
 ZERO_PRESERVING = (ReLU, MaxPool2d, Flatten)
+
+
+@dataclass
+class SiteStats:
+    """One pruning site's running statistics over an epoch (the sums its record divides)."""
+    entries: int = 0        # entries of g pruned (summed over the epoch's batches)
+    nnz_before: int = 0     # non-zeros of g before pruning
+    nnz_after: int = 0      # non-zeros after pruning
+    tau_sum: float = 0.0    # sum of the thresholds tau
+    calls: int = 0          # prunings (batches)
+
+    def add(self, entries: int, nnz_before: int, nnz_after: int, tau: float) -> None:
+        self.entries += entries
+        self.nnz_before += nnz_before
+        self.nnz_after += nnz_after
+        self.tau_sum += tau
+        self.calls += 1
+
+
+@dataclass
+class Consumed:
+    """The output gradient one conv's backward consumed over an epoch: entries and non-zeros (rho_nnz)."""
+    entries: int = 0
+    nnz: int = 0
 
 
 @register_method("gradprune")
@@ -100,9 +140,10 @@ class GradPrune(Method):
             raise ValueError(f"method gradprune: sparse_below must be -1 (auto) or in [0, 1], got {sparse_below}")
         self.p, self.where, self.sparse_below = p, where, sparse_below
         self._sites: dict[str, str] = {}        # conv name -> "output" | "input"
-        self._acc: dict[str, list] = {}
-        self._dy: dict[str, list] = {}
+        self._acc: dict[str, SiteStats] = {}
+        self._dy: dict[str, Consumed] = {}
         self._ledger = None
+        self._below_before: dict = {}           # conv -> its sparse_backward_below before on_train_begin
 
     # -- setup ------------------------------------------------------------------
     def _plan(self, model):
@@ -146,27 +187,35 @@ class GradPrune(Method):
             if layer.name in sparse_out:
                 state.formats.set(layer, "grad_output", SPARSE)
                 if isinstance(layer, Conv2d):
+                    self._below_before.setdefault(layer, layer.sparse_backward_below)
                     layer.sparse_backward_below = (sparse_crossover(layer.in_channels) if self.sparse_below < 0
                                                    else self.sparse_below)
             if layer.name in sparse_in:
                 state.formats.set(layer, "grad_input", SPARSE)
         self._ledger = state.ledger
 
+    def on_train_end(self, state):
+        """Put back every conv's ``sparse_backward_below`` as it was before training (the class default, 0:
+        no density test, the dense path): the model, used later without gradprune, runs as any other.
+
+        Called by the Trainer for a completed and for a diverged run. An interrupted fit (Ctrl-C, an
+        exception) calls no hook: its model keeps the flags until ``on_train_end`` runs (they change
+        no result, only which backward kernel runs); the next ``on_train_begin`` keeps the values saved first.
+        """
+        for layer, below in self._below_before.items():
+            layer.sparse_backward_below = below
+        self._below_before = {}
+
     def on_epoch_begin(self, state):
         self._last = (None, 0)
-        self._acc = {name: [0, 0, 0, 0.0, 0] for name in self._sites}   # entries, nnz in, nnz out, sum tau, calls
-        self._dy = {name: [0, 0] for name in self._sites}                # entries, nnz of the dy each conv consumed
+        self._acc = {name: SiteStats() for name in self._sites}
+        self._dy = {name: Consumed() for name in self._sites}
 
     # -- the pruning --------------------------------------------------------------
     def _prune(self, layer, g):
         seed = int(self.rng.integers(2**63))
         out, tau, nnz_in, nnz_out = dbtd_prune(g, self.p, seed)
-        a = self._acc[layer.name]
-        a[0] += g.size
-        a[1] += nnz_in
-        a[2] += nnz_out
-        a[3] += tau
-        a[4] += 1
+        self._acc[layer.name].add(g.size, nnz_in, nnz_out, tau)
         self._last = (out, nnz_out)      # observe_backward reuses the count when the conv consumes exactly this
         if self._ledger is not None:      # read g (fp32, as the layer wrote it), write the sparse result
             m = self._ledger.meter(layer)
@@ -190,26 +239,25 @@ class GradPrune(Method):
         """The density of the output gradient each conv's backward consumed (Ye et al.'s rho_nnz)."""
         d = self._dy.get(layer.name)
         if d is not None and layer.training:
-            d[0] += dy.size
+            d.entries += dy.size
             pruned, nnz = self._last
-            d[1] += nnz if dy is pruned else int(np.count_nonzero(dy))
+            d.nnz += nnz if dy is pruned else count_nonzero(dy)
 
     # -- records ---------------------------------------------------------------------
     def epoch_record(self, state) -> dict:
         layers = {}
         entries = nnz_in = nnz_out = 0
-        for name, (n, a, b, tau_sum, calls) in self._acc.items():
-            if n == 0:
+        for name, a in self._acc.items():
+            if a.entries == 0:
                 continue
-            layers[name] = {"site": self._sites[name], "density_before": a / n, "density_after": b / n,
-                            "tau_mean": tau_sum / calls}
-            entries, nnz_in, nnz_out = entries + n, nnz_in + a, nnz_out + b
+            layers[name] = {"site": self._sites[name], "density_before": a.nnz_before / a.entries,
+                            "density_after": a.nnz_after / a.entries, "tau_mean": a.tau_sum / a.calls}
+            entries, nnz_in, nnz_out = entries + a.entries, nnz_in + a.nnz_before, nnz_out + a.nnz_after
         rec = {"p": self.p, "layers": layers}
         if entries:
             rec.update(density_before=nnz_in / entries, density_after=nnz_out / entries)
-        consumed = {name: nnz / n for name, (n, nnz) in self._dy.items() if n}
+        consumed = {name: d.nnz / d.entries for name, d in self._dy.items() if d.entries}
         if consumed:
             rec["dy_density"] = consumed
-            n_all = sum(n for n, _ in self._dy.values())
-            rec["rho_nnz"] = sum(nnz for _, nnz in self._dy.values()) / n_all
+            rec["rho_nnz"] = sum(d.nnz for d in self._dy.values()) / sum(d.entries for d in self._dy.values())
         return rec
