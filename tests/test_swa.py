@@ -315,7 +315,7 @@ def test_without_a_method_that_replaces_weights_the_summary_is_the_last_epochs()
 
 @pytest.mark.parametrize("spec", ["swa", ["psg", "swa:start=1"], ["e2train", "swa"]])
 def test_swa_passes_the_conformance_test(spec):
-    from minicnn.methods.conformance import check_method
+    from minicnn.training.conformance import check_method
     summary = check_method(spec, train_images=64)
     rec = summary["method_records"]["swa"]
     assert rec["swapped"] is True and summary["final_eval"]["weights_from"] == "swa"
