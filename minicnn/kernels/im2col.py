@@ -80,9 +80,9 @@ def _valid_range(out_size, in_size, stride, pad, k):
 # (``no_cpython_wrapper``, ``no_cfunc_wrapper``: only other kernels call them),
 # compiled once and shared by im2col_nogil and col2im_nogil; LLVM still inlines
 # them into the kernels. Inlined into numba's IR (``inline="always"``) each call
-# site was re-translated and typed again: the two kernels took about 5.3 s of CPU
-# to compile on the first run (a fifth of the cold start), about 4.5 s this way
-# (benchmarks/winograd_measurements.md, cold start).
+# site was re-translated and typed again. Compiled alone, the two kernels took
+# 5.3 s of CPU that way and 4.7 s this way (2026-12-03, loaded machine; in a whole
+# first step the gain was within noise: benchmarks/winograd_measurements.md, cold start).
 
 @njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _fill0(a):
