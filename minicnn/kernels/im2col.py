@@ -48,7 +48,7 @@ def conv_output_size(size: int, kernel: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - kernel) // stride + 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _valid_range(out_size, in_size, stride, pad, k):
     """Output positions ``o`` whose input ``o*stride - pad + k`` lies in ``[0, in_size)``.
 
@@ -75,20 +75,28 @@ def _valid_range(out_size, in_size, stride, pad, k):
 # hot loop below therefore slices views first and then indexes them with a
 # plain ``range(count)`` variable (known >= 0): these loops compile to SIMD
 # copies, about 10x faster than indexing with computed offsets.
+#
+# Compile time: the helpers are separate numba functions without Python wrappers
+# (``no_cpython_wrapper``, ``no_cfunc_wrapper``: only other kernels call them),
+# compiled once and shared by im2col_nogil and col2im_nogil; LLVM still inlines
+# them into the kernels. Inlined into numba's IR (``inline="always"``) each call
+# site was re-translated and typed again. Compiled alone, the two kernels took
+# 5.3 s of CPU that way and 4.7 s this way (2026-12-03, loaded machine; in a whole
+# first step the gain was within noise: benchmarks/winograd_measurements.md, cold start).
 
-@njit(cache=True, inline="always")
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _fill0(a):
     for p in range(a.shape[0]):
         a[p] = 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _copy(dst, src):
     for p in range(dst.shape[0]):
         dst[p] = src[p]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _zero_edges(row, base, xlo, xhi, Wo):
     """row[base + w] = 0 for w < xlo and xhi <= w < Wo (usually one entry each: scalar stores)."""
     for w in range(xlo):
@@ -97,7 +105,7 @@ def _zero_edges(row, base, xlo, xhi, Wo):
         row[base + w] = 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _copy_strided(dst, src, step):
     """dst[p] = src[p*step]; stride 2 gets its own loop (a constant stride vectorizes)."""
     if step == 2:
@@ -108,7 +116,7 @@ def _copy_strided(dst, src, step):
             dst[p] = src[p * step]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _add_strided(dst, src, step):
     """dst[p*step] += src[p]"""
     if step == 2:
@@ -119,13 +127,13 @@ def _add_strided(dst, src, step):
             dst[p * step] += src[p]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _add(dst, src):
     for p in range(dst.shape[0]):
         dst[p] += src[p]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _im2col_plane(src, kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, cols, r0):
     """im2col of one image plane ``src`` (H*W, flat) into rows r0.. of ``cols`` (rows, L)."""
     L = Ho * Wo
@@ -158,7 +166,7 @@ def _im2col_plane(src, kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, cols, r0):
                         _copy_strided(row[base + xlo:base + xhi], src[s0:], sw)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _col2im_plane(cols, kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, img, r0):
     """Adjoint of _im2col_plane: img (H*W, flat) = sum of rows r0.. of ``cols`` put back."""
     _fill0(img)

@@ -284,26 +284,26 @@ def winograd_input_nogil(x, ph, pw, th, tw, V, plane_e, plane_o, tb):
 def winograd_output_nogil(M, th, tw, y, tb):
     """y[n, o, 2ty + r, 2tx + s] = (A^T M[:, o, t] A)[r, s] for y (b, O, H_out, W_out), cropped at its edges.
 
-    Scratch: tb (16, th*tw) for one plane's tiles.
+    Scratch: tb (16, th*tw) for one plane's tiles. A row of tiles is written whole into two rows of 2*tw
+    values (allocated once per call), which are then copied into y cropped to H_out, W_out: one tile loop
+    for every shape (compiled once; an odd H_out or W_out needs no second loop for its last tiles).
     """
     b, O, Ho, Wo = y.shape
+    rows = np.empty((2, 2 * tw), dtype=y.dtype)
     for n in range(b):
         for o in range(O):
             _copy_in(M, o, n * th * tw, tb)
             for ty in range(th):
                 base = ty * tw
-                dst0 = y[n, o, 2 * ty]
-                dst1 = y[n, o, min(2 * ty + 1, Ho - 1)]      # (row 2ty + 1 is cropped if Ho is odd: see below)
-                for tx in range(Wo // 2):
+                for tx in range(tw):
                     r0, r1 = _at_tile(tb, base + tx)
-                    dst0[2 * tx], dst0[2 * tx + 1] = r0
-                    if 2 * ty + 1 < Ho:
-                        dst1[2 * tx], dst1[2 * tx + 1] = r1
-                if Wo % 2:                                   # the last tile column is cut to one output column
-                    r0, r1 = _at_tile(tb, base + tw - 1)
-                    dst0[Wo - 1] = r0[0]
-                    if 2 * ty + 1 < Ho:
-                        dst1[Wo - 1] = r1[0]
+                    rows[0, 2 * tx], rows[0, 2 * tx + 1] = r0
+                    rows[1, 2 * tx], rows[1, 2 * tx + 1] = r1
+                for r in range(min(2, Ho - 2 * ty)):       # output rows 2ty, 2ty + 1 (if < H_out), W_out columns
+                    dst = y[n, o, 2 * ty + r]
+                    src = rows[r]
+                    for w in range(Wo):
+                        dst[w] = src[w]
     return y
 
 
@@ -370,9 +370,11 @@ def winograd_input_grad_nogil(dV, ph, pw, th, tw, dx, plane_e, plane_o, tb):
     """dx[n, c] = the 4x4 tiles B dV[:, c, t] B^T added back where their input tiles came from (the adjoint of
     winograd_input_nogil), cropped to the image: dx (b, C, H, W).
 
-    Neighbouring tiles overlap by two columns, so one row of tiles is added in two passes: columns 0 and 1
-    of every tile (padded columns 2tx, 2tx + 1: even tx, odd tx), then columns 2 and 3 (even tx+1, odd tx+1).
-    Within a pass no two tiles touch the same pixel, so the loop vectorizes. Scratch as winograd_input_nogil's.
+    Neighbouring tiles overlap by two columns, so one row of tiles is added in two passes (``half`` 0, 1):
+    columns 0 and 1 of every tile (padded columns 2tx, 2tx + 1: even tx, odd tx), then columns 2 and 3
+    (even tx+1, odd tx+1). Within a pass no two tiles touch the same pixel, so the loop vectorizes; both
+    passes are one loop in the code (one copy of the tile transform to compile). Scratch as
+    winograd_input_nogil's.
     """
     b, C, H, W = dx.shape
     for n in range(b):
@@ -384,26 +386,18 @@ def winograd_input_grad_nogil(dV, ph, pw, th, tw, dx, plane_e, plane_o, tb):
                 base = ty * tw
                 e0, e1, e2, e3 = plane_e[2 * ty], plane_e[2 * ty + 1], plane_e[2 * ty + 2], plane_e[2 * ty + 3]
                 o0, o1, o2, o3 = plane_o[2 * ty], plane_o[2 * ty + 1], plane_o[2 * ty + 2], plane_o[2 * ty + 3]
-                for tx in range(tw):                   # tile columns 0, 1 -> padded columns even tx, odd tx
-                    ce, co = _b_tile_columns(tb, base + tx, 0)
-                    e0[tx] += ce[0]
-                    e1[tx] += ce[1]
-                    e2[tx] += ce[2]
-                    e3[tx] += ce[3]
-                    o0[tx] += co[0]
-                    o1[tx] += co[1]
-                    o2[tx] += co[2]
-                    o3[tx] += co[3]
-                for tx in range(tw):                   # tile columns 2, 3 -> padded columns even tx+1, odd tx+1
-                    ce, co = _b_tile_columns(tb, base + tx, 2)
-                    e0[tx + 1] += ce[0]
-                    e1[tx + 1] += ce[1]
-                    e2[tx + 1] += ce[2]
-                    e3[tx + 1] += ce[3]
-                    o0[tx + 1] += co[0]
-                    o1[tx + 1] += co[1]
-                    o2[tx + 1] += co[2]
-                    o3[tx + 1] += co[3]
+                for half in range(2):      # tile columns 2*half, 2*half + 1 -> padded columns even, odd tx + half
+                    for tx in range(tw):
+                        ce, co = _b_tile_columns(tb, base + tx, 2 * half)
+                        p = tx + half
+                        e0[p] += ce[0]
+                        e1[p] += ce[1]
+                        e2[p] += ce[2]
+                        e3[p] += ce[3]
+                        o0[p] += co[0]
+                        o1[p] += co[1]
+                        o2[p] += co[2]
+                        o3[p] += co[3]
             for h in range(H):                          # image row h is padded row h + ph
                 _merge_row(dx[n, c, h], plane_e[h + ph], plane_o[h + ph], pw)
     return dx

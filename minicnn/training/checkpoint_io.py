@@ -1,7 +1,11 @@
-"""Reading a ``model.npz`` defensively: a damaged or hostile file is one ``ValueError``, never more.
+"""Checkpoints, written and read: ``model.npz`` (the trained model) and ``checkpoint.npz`` (a run to resume).
 
-A checkpoint (written by :func:`minicnn.training.save_checkpoint` with
-``np.savez``) is an uncompressed zip archive of ``.npy`` members::
+``model.npz`` is read defensively: a damaged or hostile file is one ``ValueError``, never more.
+``checkpoint.npz`` (:func:`save_train_checkpoint` / :func:`restore_train_checkpoint`) is the
+trainer's own file, written after every epoch and read by ``--resume``; see those functions.
+
+A model checkpoint (written by :func:`save_checkpoint` with ``np.savez``,
+atomically) is an uncompressed zip archive of ``.npy`` members::
 
     meta.npy           0-d unicode array: JSON {"arch": str, "config": {...}, "methods": [...],
                        "method_states": {key: {...}}, ...}
@@ -72,6 +76,8 @@ import zlib
 
 import numpy as np
 
+from .runfiles import atomic_savez, finite
+
 #: largest ``num_classes`` a checkpoint may declare
 MAX_CLASSES = 10_000
 #: largest ``width`` multiplier a checkpoint may declare
@@ -92,6 +98,106 @@ def _one_line(e) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+# -- writing ------------------------------------------------------------------------------------------------
+def _split_arrays(obj, prefix=""):
+    """(JSON part, {path: ndarray}) of a nested dict: arrays are stored in the .npz, the rest as JSON."""
+    arrays = {}
+
+    def walk(o, path):
+        if isinstance(o, np.ndarray):
+            arrays[path] = o
+            return {"__array__": path}
+        if isinstance(o, dict):
+            return {str(k): walk(v, f"{path}/{k}" if path else str(k)) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [walk(v, f"{path}/{i}" if path else str(i)) for i, v in enumerate(o)]
+        if isinstance(o, np.generic):
+            return o.item()
+        return o
+    return walk(obj, prefix), arrays
+
+
+def _join_arrays(obj, arrays: dict, prefix: str):
+    """Inverse of :func:`_split_arrays` for one saved state (``prefix`` = "<its name>/")."""
+    if isinstance(obj, dict):
+        if set(obj) == {"__array__"}:
+            return arrays[prefix + obj["__array__"]].copy()
+        return {k: _join_arrays(v, arrays, prefix) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_join_arrays(v, arrays, prefix) for v in obj]
+    return obj
+
+
+def save_checkpoint(model, path, mean=None, std=None, method_states=None, **meta):
+    """Weights, BatchNorm buffers, method-owned layers, the architecture, the methods and the
+    normalization, in one .npz (written atomically).
+
+    ``method_states``: {method key: state_dict()} of the methods whose state is part of the
+    trained model (``Method.eval_state``: PSG's running activation ranges); JSON values go to
+    ``meta["method_states"]``, arrays to members ``method/<key>/<path>``.
+    """
+    arrays = {f"state/{k}": v for k, v in model.state_dict().items()}
+    info = {"arch": getattr(model, "arch", None), "config": getattr(model, "config", {}), **meta}
+    if method_states:
+        info["method_states"] = {}
+        for key, st in method_states.items():
+            js, arrs = _split_arrays(st)
+            info["method_states"][key] = js
+            arrays.update({f"method/{key}/{k}": v for k, v in arrs.items()})
+    arrays["meta"] = np.array(json.dumps(finite(info)))
+    if mean is not None:
+        arrays["norm_mean"], arrays["norm_std"] = np.asarray(mean), np.asarray(std)
+    atomic_savez(path, **arrays)
+
+
+def save_train_checkpoint(path, model, optimizer, info: dict) -> None:
+    """The trainer's ``checkpoint.npz``: model and optimizer state plus ``info`` (written atomically).
+
+    Members::
+
+        state/<name>.npy        model.state_dict()
+        opt/<name>.npy          optimizer.state (momentum buffers)
+        hook/<hook>/<path>.npy  the arrays of each hook's saved state
+        trainer.npy             0-d unicode array: JSON ``info``, with ``info["hooks"]`` ({hook name:
+                                nested dict}) stored as JSON whose arrays are ``{"__array__": path}``
+                                references to the ``hook/`` members
+
+    ``info`` is the trainer's (epochs done, counters, history, random streams, method records,
+    wall time, hook states); this function only decides how it is stored.
+    """
+    arrays = {f"state/{k}": v for k, v in model.state_dict().items()}
+    arrays.update({f"opt/{k}": v for k, v in optimizer.state.items()})
+    hooks = {}
+    for name, h in info["hooks"].items():
+        js, arrs = _split_arrays(h)
+        hooks[name] = js
+        arrays.update({f"hook/{name}/{k}": v for k, v in arrs.items()})
+    info = dict(info, hooks=hooks)              # same key order as given
+    arrays["trainer"] = np.array(json.dumps(finite(info)))
+    atomic_savez(path, **arrays)
+
+
+def restore_train_checkpoint(path, model, optimizer) -> dict:
+    """Read a ``checkpoint.npz`` (:func:`save_train_checkpoint`): load the model's and the optimizer's state
+    from it and return its ``info``, ``info["hooks"]`` with the arrays put back.
+
+    An unreadable file, or weights that do not fit the model, is ``ValueError("<path> is not a readable
+    checkpoint: ...")``. This is the trainer's own file, read on ``--resume``; it is not checked member by
+    member as ``model.npz`` is (:func:`read_checkpoint`).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            info = json.loads(str(z["trainer"]))
+            model.load_state_dict({k[6:]: z[k] for k in z.files if k.startswith("state/")})
+            optimizer.state = {k[4:]: z[k].copy() for k in z.files if k.startswith("opt/")}
+            hook_arrays = {k[5:]: z[k] for k in z.files if k.startswith("hook/")}
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path} is not a readable checkpoint: {e}") from None
+    info["hooks"] = {name: _join_arrays(h, hook_arrays, f"{name}/") for name, h in info["hooks"].items()}
+    return info
+
+
+# -- reading model.npz ----------------------------------------------------------------------------------------
 def read_checkpoint(path) -> tuple[dict, dict[str, np.ndarray], np.ndarray | None, np.ndarray | None]:
     """``(meta, state, mean, std)`` of the checkpoint at ``path``, every part checked (see module docstring).
 
@@ -246,7 +352,7 @@ def load_checkpoint(path, with_methods: bool = False):
             raise ValueError("its methods are not a list of strings")
         if specs:
             from ..methods import attach, build_methods
-            from .trainer import _join_arrays, method_keys
+            from .trainer import method_keys
             methods = build_methods(specs)
             attach(model, methods)          # before the keys are set, as in training (build_run)
             for key, m in zip(method_keys(methods), methods):

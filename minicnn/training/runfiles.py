@@ -19,6 +19,15 @@ Writes are atomic (``minicnn.fileio``: a temporary file in the same
 directory, flushed and fsync-ed, then ``os.replace``): a killed process
 leaves the previous version or the new one, never half a file. The writers
 are re-exported here, where the trainer has always imported them.
+``metrics.jsonl`` is the exception: a finished epoch appends its line (a
+killed run may leave half a line, which resuming drops: it rewrites the file
+from the checkpoint's history, :func:`rewrite_metrics`).
+
+The trainer writes the run's JSON files through the functions below
+(:func:`start_run_files`, :func:`append_metrics`, :func:`rewrite_metrics`,
+:func:`write_summary`); the two ``.npz`` files are written and read in
+:mod:`.checkpoint_io`. JSON has no NaN or infinity: :func:`finite` writes
+them as null, so a diverged run's files stay readable.
 
 The lock is ``fcntl.flock`` on ``.lock``: the kernel releases it when the
 process dies, however it dies, so a killed run never leaves a stale lock.
@@ -27,8 +36,11 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import shutil
+
+import numpy as np
 
 from ..fileio import atomic_file, atomic_savez, atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401
 
@@ -37,6 +49,54 @@ RUN_FILES = ("config.json", "metrics.jsonl", "stats.jsonl", "checkpoint.npz", "c
              "summary.json")
 RUN_DIRS = ("plots",)
 LOCK_FILE = ".lock"
+
+
+def finite(obj):
+    """JSON has no NaN or infinity: write them as null (a diverged run stays readable)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def jsonable(obj):
+    """NumPy scalars and small arrays to plain Python (method records)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def start_run_files(run_dir: str, config: dict) -> None:
+    """A new run: ``config.json`` (what ``--resume`` rebuilds the run from) and an empty ``metrics.jsonl``."""
+    os.makedirs(run_dir, exist_ok=True)
+    atomic_write_json(os.path.join(run_dir, "config.json"), finite(config))
+    atomic_write_text(os.path.join(run_dir, "metrics.jsonl"), "")
+
+
+def append_metrics(run_dir: str, record: dict) -> None:
+    """One finished epoch's line of ``metrics.jsonl``."""
+    with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps(finite(record), allow_nan=False) + "\n")
+
+
+def rewrite_metrics(run_dir: str, history: list) -> None:
+    """``metrics.jsonl`` as exactly these epochs (a resumed run: the checkpoint's history, already JSON)."""
+    atomic_write_text(os.path.join(run_dir, "metrics.jsonl"),
+                      "".join(json.dumps(r, allow_nan=False) + "\n" for r in history))
+
+
+def write_summary(run_dir: str, summary: dict) -> None:
+    """``summary.json``, the run's last file (its presence says the run ended)."""
+    atomic_write_json(os.path.join(run_dir, "summary.json"), finite(summary))
 
 
 class RunDirError(Exception):

@@ -1,4 +1,8 @@
-"""The training loop: epochs, validation, hook points, run directory, checkpoints.
+"""The training loop: epochs, validation, hook points, when the run's files are written.
+
+What the files hold and how they are written lives beside their readers:
+``checkpoint.npz`` and ``model.npz`` in :mod:`.checkpoint_io`, ``config.json``,
+``metrics.jsonl`` and ``summary.json`` (and the run lock) in :mod:`.runfiles`.
 
 One training step, with the hook points of ``minicnn.hooks`` it fires::
 
@@ -47,12 +51,10 @@ resumed run ends with the same weights, bit for bit, and the same
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import threading
 import time
-import zipfile
 import zlib
 
 import numpy as np
@@ -60,7 +62,8 @@ import numpy as np
 from ..hooks import HookList
 from ..kernels.process import speed_settings
 from ..losses import SoftmaxCrossEntropy
-from .runfiles import RunLock, atomic_savez, atomic_write_json, atomic_write_text
+from .checkpoint_io import restore_train_checkpoint, save_checkpoint, save_train_checkpoint
+from .runfiles import RunLock, append_metrics, finite, jsonable, rewrite_metrics, start_run_files, write_summary
 from .state import TrainState
 
 STATUS = ("completed", "diverged", "interrupted")
@@ -227,9 +230,7 @@ class Trainer:
         if resume and os.path.exists(os.path.join(self.run_dir, "checkpoint.npz")):
             start = self._load_checkpoint()
         elif self.run_dir:      # a new run (or one stopped before its first epoch ended: start it over)
-            os.makedirs(self.run_dir, exist_ok=True)
-            atomic_write_json(os.path.join(self.run_dir, "config.json"), _finite(self.config))
-            atomic_write_text(os.path.join(self.run_dir, "metrics.jsonl"), "")
+            start_run_files(self.run_dir, self.config)
             if self.stats is not None and hasattr(self.stats, "attach"):
                 self.stats.attach(self.run_dir)
         if self._last_good is None:
@@ -348,7 +349,7 @@ class Trainer:
         for key, m in zip(self.keys, self.methods):
             r = m.epoch_record(s) if hasattr(m, "epoch_record") else None
             if r:
-                recs[key] = _finite(_jsonable(r))
+                recs[key] = finite(jsonable(r))
                 self._epoch_records[key].append({"epoch": epoch + 1, **recs[key]})
         if recs:
             record["method_records"] = recs
@@ -359,8 +360,7 @@ class Trainer:
             # checkpoint first: a run killed between the two resumes from the checkpoint,
             # which rewrites metrics.jsonl from its own history
             self._save_checkpoint(epoch + 1)
-            with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as f:
-                f.write(json.dumps(_finite(record), allow_nan=False) + "\n")
+            append_metrics(self.run_dir, record)
         return record
 
     # -- checkpoints ----------------------------------------------------------------
@@ -381,32 +381,18 @@ class Trainer:
         return out
 
     def _save_checkpoint(self, epochs_done: int) -> None:
+        """``checkpoint.npz``: what resuming needs (the format: :func:`.checkpoint_io.save_train_checkpoint`)."""
         s = self.state
-        arrays = {f"state/{k}": v for k, v in self.model.state_dict().items()}
-        arrays.update({f"opt/{k}": v for k, v in self.optimizer.state.items()})
-        hooks = {}
-        for name, h in self._hook_states().items():
-            js, arrs = _split_arrays(h)
-            hooks[name] = js
-            arrays.update({f"hook/{name}/{k}": v for k, v in arrs.items()})
         info = {"epochs_done": epochs_done, "global_step": s.global_step, "batches_done": s.batches_done,
                 "batches_dropped": s.batches_dropped, "history": s.history, "rng": s.rng.bit_generator.state,
-                "epoch_records": self._epoch_records, "wall_time_s": self._wall(), "hooks": hooks,
+                "epoch_records": self._epoch_records, "wall_time_s": self._wall(), "hooks": self._hook_states(),
                 "stop_training": s.stop_training}
-        arrays["trainer"] = np.array(json.dumps(_finite(info)))
-        atomic_savez(os.path.join(self.run_dir, "checkpoint.npz"), **arrays)
+        save_train_checkpoint(os.path.join(self.run_dir, "checkpoint.npz"), self.model, self.optimizer, info)
 
     def _load_checkpoint(self) -> int:
+        """Restore everything :meth:`_save_checkpoint` saved; returns the number of finished epochs."""
         s = self.state
-        path = os.path.join(self.run_dir, "checkpoint.npz")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                info = json.loads(str(z["trainer"]))
-                self.model.load_state_dict({k[6:]: z[k] for k in z.files if k.startswith("state/")})
-                self.optimizer.state = {k[4:]: z[k].copy() for k in z.files if k.startswith("opt/")}
-                hook_arrays = {k[5:]: z[k] for k in z.files if k.startswith("hook/")}
-        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{path} is not a readable checkpoint: {e}") from None
+        info = restore_train_checkpoint(os.path.join(self.run_dir, "checkpoint.npz"), self.model, self.optimizer)
         s.global_step, s.batches_done = info["global_step"], info["batches_done"]
         s.batches_dropped, s.history = info["batches_dropped"], info["history"]
         s.stop_training = info.get("stop_training", False)
@@ -420,15 +406,14 @@ class Trainer:
                 raise ValueError(f"checkpoint has no state for method {key}")
             m.rng.bit_generator.state = h["rng"]
             if hasattr(m, "load_state_dict"):
-                m.load_state_dict(_join_arrays(h["state"], hook_arrays, f"method:{key}/"))
+                m.load_state_dict(h["state"])
         if self.ledger is not None:
-            self.ledger.load_state_dict(_join_arrays(hooks["ledger"]["state"], hook_arrays, "ledger/"))
+            self.ledger.load_state_dict(hooks["ledger"]["state"])
         if self.stats is not None and "stats" in hooks:
-            self.stats.load_state_dict(_join_arrays(hooks["stats"]["state"], hook_arrays, "stats/"))
+            self.stats.load_state_dict(hooks["stats"]["state"])
             self.stats.attach(self.run_dir, resume=True)
         # metrics.jsonl: exactly the finished epochs of the checkpoint (a half-written epoch is dropped)
-        atomic_write_text(os.path.join(self.run_dir, "metrics.jsonl"),
-                          "".join(json.dumps(r, allow_nan=False) + "\n" for r in s.history))
+        rewrite_metrics(self.run_dir, s.history)
         return int(info["epochs_done"])
 
     # -- the end ---------------------------------------------------------------------
@@ -472,7 +457,7 @@ class Trainer:
         for key, m in zip(self.keys, self.methods):
             extra = m.summary_record(s) if hasattr(m, "summary_record") else {}
             if self._epoch_records[key] or extra:
-                recs[key] = {"per_epoch": self._epoch_records[key], **_jsonable(extra or {})}
+                recs[key] = {"per_epoch": self._epoch_records[key], **jsonable(extra or {})}
         summary["method_records"] = recs
         if self.ledger is not None:
             summary.update(self.ledger.summary())
@@ -485,7 +470,7 @@ class Trainer:
                             dataset=ds.name, classes=ds.classes,
                             methods=[m for m in _origins(self.methods) if m != "baseline"],
                             status=status, method_states=self._last_good_methods)
-            atomic_write_json(os.path.join(self.run_dir, "summary.json"), _finite(summary))   # last
+            write_summary(self.run_dir, summary)   # last
         return summary
 
 
@@ -519,90 +504,3 @@ def _copy_state(model) -> dict:
 
 def _fmt(v):
     return "n/a" if v is None else f"{v:.4f}"
-
-
-def _finite(obj):
-    """JSON has no NaN or infinity: write them as null (a diverged run stays readable)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _jsonable(obj):
-    """NumPy scalars and small arrays to plain Python (method records)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-def _split_arrays(obj, prefix=""):
-    """(JSON part, {path: ndarray}) of a nested dict: arrays are stored in the .npz, the rest as JSON."""
-    arrays = {}
-
-    def walk(o, path):
-        if isinstance(o, np.ndarray):
-            arrays[path] = o
-            return {"__array__": path}
-        if isinstance(o, dict):
-            return {str(k): walk(v, f"{path}/{k}" if path else str(k)) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [walk(v, f"{path}/{i}" if path else str(i)) for i, v in enumerate(o)]
-        if isinstance(o, np.generic):
-            return o.item()
-        return o
-    return walk(obj, prefix), arrays
-
-
-def _join_arrays(obj, arrays: dict, prefix: str):
-    """Inverse of :func:`_split_arrays` for one hook's state (``prefix`` = "<hook name>/")."""
-    if isinstance(obj, dict):
-        if set(obj) == {"__array__"}:
-            return arrays[prefix + obj["__array__"]].copy()
-        return {k: _join_arrays(v, arrays, prefix) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_join_arrays(v, arrays, prefix) for v in obj]
-    return obj
-
-
-def save_checkpoint(model, path, mean=None, std=None, method_states=None, **meta):
-    """Weights, BatchNorm buffers, method-owned layers, the architecture, the methods and the
-    normalization, in one .npz (written atomically).
-
-    ``method_states``: {method key: state_dict()} of the methods whose state is part of the
-    trained model (``Method.eval_state``: PSG's running activation ranges); JSON values go to
-    ``meta["method_states"]``, arrays to members ``method/<key>/<path>``.
-    """
-    arrays = {f"state/{k}": v for k, v in model.state_dict().items()}
-    info = {"arch": getattr(model, "arch", None), "config": getattr(model, "config", {}), **meta}
-    if method_states:
-        info["method_states"] = {}
-        for key, st in method_states.items():
-            js, arrs = _split_arrays(st)
-            info["method_states"][key] = js
-            arrays.update({f"method/{key}/{k}": v for k, v in arrs.items()})
-    arrays["meta"] = np.array(json.dumps(_finite(info)))
-    if mean is not None:
-        arrays["norm_mean"], arrays["norm_std"] = np.asarray(mean), np.asarray(std)
-    atomic_savez(path, **arrays)
-
-
-def load_checkpoint(path, with_methods: bool = False):
-    """Rebuild the model saved by :func:`save_checkpoint`; returns (model, meta, mean, std).
-
-    Every check lives in :mod:`.checkpoint_io` (a damaged file is one ValueError).
-    Method-owned layers (SLU's gates) are rebuilt from the methods the
-    checkpoint records and attached with their hooks, so evaluation uses
-    them; ``with_methods=True`` also returns the methods as a fifth item.
-    """
-    from .checkpoint_io import load_checkpoint as _load
-    return _load(path, with_methods=with_methods)
