@@ -121,9 +121,19 @@ def test_psg_supplies_sign_gradients_and_the_layer_computes_no_dense_dw(monkeypa
     import minicnn.layers.conv as conv_module
     dense_dw = []
     original = conv_module.conv2d_backward
+    in_backward = []                        # PSG's own Conv2d.weight_grad calls run outside the layer's backward
     monkeypatch.setattr(conv_module, "conv2d_backward",
-                        lambda x, w2, g, dy, want_dw, dx: dense_dw.append(want_dw)
+                        lambda x, w2, g, dy, want_dw, dx: (in_backward and dense_dw.append(want_dw))
                         or original(x, w2, g, dy, want_dw, dx))
+    original_backward = Conv2d.backward
+
+    def backward(self, dy):
+        in_backward.append(1)
+        try:
+            return original_backward(self, dy)
+        finally:
+            in_backward.pop()
+    monkeypatch.setattr(Conv2d, "backward", backward)
     seen = {}
 
     class Spy(Method):
