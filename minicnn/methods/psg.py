@@ -29,7 +29,10 @@ top of the same fixed-point forward::
 
 and SGD with momentum and weight decay applies to ``direction``. The method
 supplies the conv's weight (and bias) gradient itself through the
-``supply_grads`` hook, so the layer does not also compute a dense dW.
+``supply_grads`` hook: g_w, the fallback, is what the conv's own backward computes from x_8
+and g_y16, so PSG hands it a *finisher* (``minicnn.hooks``): the conv computes g_w in the same
+pass as dx (on the Winograd path they share the transform of g_y16), PSG adds the predictor
+pass and the rule, and the ledger counts only what PSG declares (below), not the conv's dW.
 Defaults are §4.4's (8-bit activations/weights, 16-bit gradients, 4- and
 10-bit predictors, beta = 0.05); the official code's defaults differ
 (``PredictiveSignConv2d``: msb_bits=4, msb_bits_weight=4,
@@ -75,8 +78,9 @@ mixed-width MAC is charged at the wider operand (the ledger's rule for every
 MAC; a 4 x 10-bit multiplier is cheaper than a 10 x 10 one, so this
 overestimates the predictor's energy). The predictor's operands are read
 once (the hardware computes g_w^msb inside g_w, §3.3): bytes are those of
-one weight-gradient pass. On a CPU the emulation is *slower* than fp32: two
-dense weight gradients (predictor and fallback) plus the quantization passes.
+one weight-gradient pass. On a CPU the emulation is *slower* than fp32: one
+more dense weight gradient (the predictor; the fallback is the conv's own dW)
+plus the quantization passes (docs/measurements/method_overheads.md).
 
 Records per epoch, per conv: ``predicted`` (fraction of weights whose sign
 the MSB predictor decided, averaged over steps; §4.4: "at least 60%" with
@@ -274,30 +278,39 @@ class PSG(_FixedPointConvs):
         return q.value
 
     def supply_grads(self, layer, dy):
+        """The sign gradient of Eq. 2, as a finisher of the layer's own dW (see ``minicnn.hooks``).
+
+        The fallback g_w = dW(x_8, g_y16) is exactly what the conv's backward computes from
+        its cached input x_8 and the quantized g_y16 it receives, so the layer computes it, in
+        the same pass as dL/dx (the Winograd path shares the transform of g_y16 between
+        them); :meth:`_sign_gradient` then adds the predictor pass and the rule.
+        """
         if layer.name not in self._x:
             return {}
         x8, x_msb = self._x.pop(layer.name)
         dy_msb = self._g_msb.pop(layer.name)
         if not layer.wants_grad("weight"):        # frozen by another method: the layer does what it does
             return {}
-        g_msb = layer.weight_grad(x_msb, dy_msb)
-        g_full = layer.weight_grad(x8, dy)
-        rule = psg_sign_rule(g_msb, g_full, self.beta)
-        grads = {}
-        if layer.wants_grad("weight"):
-            grads["weight"] = rule.direction
+        grads = {"weight": lambda g_full: self._sign_gradient(layer, x8.shape, x_msb, dy, dy_msb, g_full)}
         if "bias" in layer.params and layer.wants_grad("bias"):
             grads["bias"] = np.sign(dy.sum(axis=(0, 2, 3))).astype(layer.dtype)
+        return grads
+
+    def _sign_gradient(self, layer, x_shape, x_msb, dy, dy_msb, g_full):
+        """Eq. 2 for one conv: g_w^msb = dW(x^msb, g_y^msb), then the sign rule against g_full; counts and records."""
+        g_msb = layer.weight_grad(x_msb, dy_msb)
+        rule = psg_sign_rule(g_msb, g_full, self.beta)
         same = np.sign(g_msb) == np.sign(g_full)
         n_pred = int(rule.predicted.sum())
         self._acc[layer.name].add(predicted=n_pred / rule.predicted.size,
                                   agree=float(same[rule.predicted].mean()) if n_pred else 1.0,
                                   agree_all=float(same.mean()))
-        if self._ledger is not None and "weight" in grads:
-            self._count(layer, x8, dy, rule.predicted.size - n_pred, "bias" in grads)
-        return grads
+        if self._ledger is not None:
+            self._count(layer, x_shape, dy, rule.predicted.size - n_pred,
+                        "bias" in layer.params and layer.wants_grad("bias"))
+        return rule.direction
 
-    def _count(self, layer, x, dy, n_fallback, bias):
+    def _count(self, layer, x_shape, dy, n_fallback, bias):
         """Weight-gradient work as the hardware would do it (see the module docstring).
 
         The predictor pass over every weight is declared ``extra`` (a plain run
@@ -308,7 +321,7 @@ class PSG(_FixedPointConvs):
         n_weights = layer.params["weight"].size
         m = self._ledger.meter(layer)
         predictor = m.counts(macs=n_weights * per_weight, mac_fmt=fixed(max(self.msb_x, self.msb_g)),
-                             moved=[("grad_output", Tensor(dy.shape)), ("input", Tensor(x.shape)),
+                             moved=[("grad_output", Tensor(dy.shape)), ("input", Tensor(x_shape)),
                                     ("grad_weight", Tensor(layer.params["weight"].shape))])
         fallback = m.counts(macs=n_fallback * per_weight, mac_fmt=fixed(max(self.bits_x, self.bits_g)),
                             ops=dy.size if bias else 0, op_fmt=fixed(self.bits_g))   # db = sum of dy
