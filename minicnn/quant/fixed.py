@@ -63,13 +63,13 @@ _CHUNK = 32768  # elements per parallel task
 _EMPTY_F64 = np.empty(0, dtype=np.float64)
 
 
-@njit(parallel=True, cache=True)
-def _fixed_point_kernel(x, row_len, lo, step, qmax, unit, u, value_out, msb_out, code_out):
+def _fixed_point_loop(x, row_len, lo, step, qmax, unit, u, value_out, msb_out, code_out):
     """One pass over flat ``x``, seen as ``len(lo)`` rows of ``row_len`` (row r has its own lo[r], step[r]).
 
     u: uniforms for stochastic rounding (size 0: round to nearest).
     value_out / msb_out / code_out: flat outputs; size 0 skips one.
-    unit = 2**(bits - msb_bits) (ignored when msb_out is empty).
+    unit = 2**(bits - msb_bits) (ignored when msb_out is empty); a power of two, so the kernel
+    multiplies by its exact reciprocal where the reference divides.
 
     The work is cut into tasks of at most ``_CHUNK`` elements inside one row, so
     an element's row is known without a division, and the inner loop has no
@@ -79,6 +79,7 @@ def _fixed_point_kernel(x, row_len, lo, step, qmax, unit, u, value_out, msb_out,
     """
     rows = lo.size
     per_row = (row_len + _CHUNK - 1) // _CHUNK
+    inv_unit = 1.0 / unit      # unit is a power of two: q * inv_unit == q / unit exactly (the reference divides)
     stochastic = u.size > 0
     want_v, want_m, want_c = value_out.size > 0, msb_out.size > 0, code_out.size > 0
     for k in prange(rows * per_row):
@@ -112,7 +113,7 @@ def _fixed_point_kernel(x, row_len, lo, step, qmax, unit, u, value_out, msb_out,
                 v = qmax if v > qmax else v
                 q = np.rint(v)
                 vs[i] = q * s + l
-                m = np.rint(q / unit) * unit
+                m = np.rint(q * inv_unit) * unit
                 m = qmax if m > qmax else m
                 ms[i] = m * s + l
         else:
@@ -131,14 +132,20 @@ def _fixed_point_kernel(x, row_len, lo, step, qmax, unit, u, value_out, msb_out,
                 if want_c:
                     code_out[i] = q
                 if want_m:
-                    m = np.rint(q / unit) * unit
+                    m = np.rint(q * inv_unit) * unit
                     m = qmax if m > qmax else m
                     msb_out[i] = m * s + l
     return value_out
 
 
-@njit(parallel=True, cache=True)
-def _row_absmax_min_kernel(x2, absmax, minimum):
+#: the same loop compiled twice: parallel for large tensors, serial below SERIAL_BELOW elements (a
+#: weight tensor), where waking the thread pool costs more than the work (same code: same bits)
+SERIAL_BELOW = 2 * _CHUNK
+_fixed_point_kernel = njit(parallel=True, cache=True)(_fixed_point_loop)
+_fixed_point_serial = njit(cache=True)(_fixed_point_loop)
+
+
+def _row_absmax_min_loop(x2, absmax, minimum):
     """absmax[r] = max_j |x2[r, j]| and minimum[r] = min_j x2[r, j], one pass over the (R, M) array.
 
     A NaN or inf anywhere in a row makes that row's absmax NaN (``grid`` then refuses it, as it
@@ -161,6 +168,10 @@ def _row_absmax_min_kernel(x2, absmax, minimum):
         minimum[r] = mn
 
 
+_row_absmax_min_kernel = njit(parallel=True, cache=True)(_row_absmax_min_loop)
+_row_absmax_min_serial = njit(cache=True)(_row_absmax_min_loop)
+
+
 def row_absmax_min(x2: np.ndarray):
     """(max|x| per row, min x per row), float64 (R,) arrays, for a 2-D array (one fused pass)."""
     x2 = np.ascontiguousarray(x2)
@@ -168,7 +179,7 @@ def row_absmax_min(x2: np.ndarray):
     minimum = np.empty(x2.shape[0], dtype=np.float64)
     if x2.size == 0:
         raise ValueError(f"the range of an empty tensor (shape {x2.shape}) is undefined")
-    _row_absmax_min_kernel(x2, absmax, minimum)
+    (_row_absmax_min_serial if x2.size < SERIAL_BELOW else _row_absmax_min_kernel)(x2, absmax, minimum)
     return absmax, minimum
 
 
@@ -258,7 +269,8 @@ def fixed_point(x: np.ndarray, bits: int, r, signed: bool, *, msb_bits: int | No
     value = np.empty_like(flat)
     msb = np.empty_like(flat) if msb_bits is not None else np.empty(0, dtype=flat.dtype)
     code = np.empty(flat.size if want_code else 0, dtype=np.int64)
-    _fixed_point_kernel(flat, row_len, lo, step, qmax, unit, u, value, msb, code)
+    kernel = _fixed_point_serial if flat.size < SERIAL_BELOW else _fixed_point_kernel
+    kernel(flat, row_len, lo, step, qmax, unit, u, value, msb, code)
     return Quantized(value.reshape(x.shape),
                      msb.reshape(x.shape) if msb_bits is not None else None,
                      code.reshape(x.shape) if want_code else None, lo, step)
