@@ -466,8 +466,15 @@ def _method_run(method: str, data_dir: str, epochs: int, train_images: int, wus_
     return per_epoch, sum(t.seconds for t in timers), summary
 
 
-def part_methods(quick: bool, data_dir: str) -> list[dict]:
+#: (method, target ratio, what is compared) of the methods part (issue 16's targets)
+METHOD_TARGETS = (("gradprune", 1.05, "step"), ("fixed8", 1.2, "step"), ("psg", 1.3, "step"),
+                  ("slu:target=0.6", 0.75, "step"), ("smd:p=0.5", 0.55, "epoch"))
+
+
+def part_methods(quick: bool, data_dir: str, only: str | None = None) -> list[dict]:
     """resnet20 epochs with each method against the same epochs without it.
+
+    ``only``: a comma list of method names (``fixed8,psg,wus``) to run a subset.
 
     The machine drifts by 10-30% over minutes, so plain runs bracket every method run
     (baseline, method 1, baseline, method 2, ..., baseline) and each method is compared with the
@@ -483,9 +490,11 @@ def part_methods(quick: bool, data_dir: str) -> list[dict]:
         print(f"  {'baseline':>15}: {b:.2f} s/epoch (epochs {', '.join(f'{t:.2f}' for t in ep)})", flush=True)
         return b
 
+    wanted = None if not only else set(only.split(","))
     before = baseline()
-    for method, target, what in (("gradprune", 1.05, "step"), ("fixed8", 1.5, "step"), ("slu:target=0.6", 0.75, "step"),
-                                 ("smd:p=0.5", 0.55, "epoch")):
+    for method, target, what in METHOD_TARGETS:
+        if wanted is not None and method.split(":")[0] not in wanted:
+            continue
         ep, hook_s, summary = _method_run(method, data_dir, epochs, n_img)
         hook_s *= sum(ep[1:]) / sum(ep)     # the hooks' share of the timed epochs (an even spread assumed)
         m = float(np.mean(ep[1:]))
@@ -505,6 +514,8 @@ def part_methods(quick: bool, data_dir: str) -> list[dict]:
               + (f"; {row['batches_dropped']} of {(epochs - 1) * (n_img // 128)} timed batches dropped"
                  if "batches_dropped" in row else ""), flush=True)
         before = after
+    if wanted is not None and "wus" not in wanted:
+        return rows
     ep, hook_s, _ = _method_run("wus", data_dir, 4, n_img, wus_from=2)
     normal, wus = ep[1], float(np.mean(ep[2:]))
     rows.append({"method": "wus", "normal_epoch_s": normal, "wus_epoch_s": wus, "ratio": wus / normal, "target": 0.35,
@@ -542,6 +553,7 @@ def main():
     p.add_argument("--also-im2col", action="store_true",
                    help="speed part: also time minicnn with every conv forced onto im2col (MINICNN_CONV_ALGO=im2col), "
                         "interleaved with the others: before/after the Winograd path in the same minutes")
+    p.add_argument("--methods", help="methods part: only these (comma list of names, e.g. fixed8,psg)")
     p.add_argument("--json", help="write every figure here")
     p.add_argument("--child-memory", nargs=3, metavar=("FRAMEWORK", "MODEL", "BATCH"), help=argparse.SUPPRESS)
     p.add_argument("--child-first-step", metavar="MODEL", help=argparse.SUPPRESS)
@@ -572,7 +584,7 @@ def main():
     models = a.models.split(",")
     parts = {"speed": lambda: part_speed(a.quick, models, a.also_im2col), "separate": lambda: part_separate(a.quick, models),
              "memory": lambda: part_memory(a.quick, models),
-             "layers": lambda: part_layers(a.quick), "methods": lambda: part_methods(a.quick, a.data_dir),
+             "layers": lambda: part_layers(a.quick), "methods": lambda: part_methods(a.quick, a.data_dir, a.methods),
              "coldstart": lambda: part_coldstart(a.quick)}
     for name in a.parts.split(","):
         if name not in parts:

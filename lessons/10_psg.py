@@ -41,7 +41,7 @@ from minicnn.cost import Ledger
 from minicnn.data import BatchIterator
 from minicnn.hooks import Hook, HookList
 from minicnn.methods import build_methods
-from minicnn.methods._psg import conv_weight_grad, psg_sign_rule
+from minicnn.methods._psg import psg_sign_rule
 from minicnn.models import build
 from minicnn.quant import activation_range, fixed_point, gradient_range, msb_codes, weight_range
 from minicnn.quant.reference import msb_truncate_naive
@@ -96,19 +96,19 @@ ds = load_data(N_TRAIN, N_TEST, seed=0)
 model, grab = grab_on_real_batch("layer1.0.conv2", ds, BATCH, SEED)   # one forward and backward on real images
 conv = next(l for l in model.leaves() if l.name == grab.name)
 x, dy = grab.x, grab.dy
-g_fp32 = conv_weight_grad(conv, x, dy)
+g_fp32 = conv.weight_grad(x, dy)
 signed = bool((x < 0).any())
 print(f"{grab.name}: x {x.shape} ({'signed' if signed else 'non-negative, after a ReLU'}), dy {dy.shape}, "
       f"weight {conv.params['weight'].shape}")
 qx = fixed_point(x, 8, activation_range(x), signed, msb_bits=4)
-g_full = conv_weight_grad(conv, qx.value, fixed_point(dy, 16, gradient_range(dy), True).value)
+g_full = conv.weight_grad(qx.value, fixed_point(dy, 16, gradient_range(dy), True).value)
 print(f"8-bit x and 16-bit dy: sgn(g_w) equals the fp32 gradient's sign on "
       f"{np.mean(np.sign(g_full) == np.sign(g_fp32)):.2%} of the weights")
 print(f"{'msb_g':>6}{'predicted (beta=0.05)':>23}{'agree where predicted':>23}{'agree overall':>15}")
 rows = {}
 for msb_g in (2, 4, 6, 8, 10, 12):
     qdy = fixed_point(dy, 16, gradient_range(dy), True, msb_bits=msb_g)
-    g_msb = conv_weight_grad(conv, qx.msb, qdy.msb)
+    g_msb = conv.weight_grad(qx.msb, qdy.msb)
     rule = psg_sign_rule(g_msb, g_full, 0.05)
     same = np.sign(g_msb) == np.sign(g_full)
     rows[msb_g] = (rule.predicted.mean(), same[rule.predicted].mean(), same.mean(),
@@ -118,7 +118,7 @@ check("where the predictor decides, it is right more often than over all weights
 check("a wider predictor agrees more often (Eq. 3)", rows[12][2] > rows[2][2])
 betas = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 qdy = fixed_point(dy, 16, gradient_range(dy), True, msb_bits=10)
-g_msb = conv_weight_grad(conv, qx.msb, qdy.msb)
+g_msb = conv.weight_grad(qx.msb, qdy.msb)
 by_beta = [(psg_sign_rule(g_msb, g_full, b).predicted.mean(),
             np.mean(psg_sign_rule(g_msb, g_full, b).direction == np.sign(g_full))) for b in betas]
 print("beta:               " + "".join(f"{b:>7}" for b in betas))

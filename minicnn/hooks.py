@@ -34,9 +34,16 @@ Layer level (called by containers around every child layer, leaf or container)::
     backward_output_grad(layer, dy) -> dy
                                         before layer.backward (prune dL/dy: Ye et al. §3.2,
                                         Algorithm 1; quantize gradients)
-    supply_grads(layer, dy) -> {param: grad}
+    supply_grads(layer, dy) -> {param: grad | finisher}
                                         gradients a method computes itself (PSG, E2-Train §3.3):
-                                        the layer's backward then does *not* compute them
+                                        the layer's backward then does *not* compute them. A
+                                        *finisher* (a callable ``grad -> grad``) instead lets the
+                                        layer compute that gradient as usual, in the same pass as
+                                        dL/dx (sharing, e.g., Winograd's dy transform), and is
+                                        called with it right after layer.backward; what it returns
+                                        becomes the gradient. Either way the observers see the
+                                        param as supplied (requires_grad off) and the rules do not
+                                        count it: the method counts its work (``ledger.add_work``)
     backward_input_grad(layer, dx) -> dx
                                         after layer.backward produced dL/dx (None if not computed)
     observe_backward(layer, dy, dx)     after the transforms; observers only (ledger, stats)
@@ -215,7 +222,7 @@ class HookList:
         return dy
 
     def supply_grads(self, layer, dy) -> dict:
-        """{param name: gradient} supplied by hooks (empty if none); two hooks may not supply the same one."""
+        """{param name: gradient or finisher} supplied by hooks (empty if none); two hooks may not supply the same one."""
         out = {}
         for fn in self._bound["supply_grads"]:
             got = fn(layer, dy)

@@ -186,6 +186,61 @@ def test_a_supplied_gradient_is_not_computed_by_the_layer_and_is_used_by_sgd():
     assert per["conv3"]["backward_weight"].macs > 0
 
 
+class FinishConvGrad(Method):
+    """Supplies conv2's weight gradient as a finisher of the layer's own: 0.5 * sign(the computed dW)."""
+    name = "finish"
+
+    def __init__(self):
+        self.got, self.seen_by_observers = [], []
+
+    def supply_grads(self, layer, dy):
+        if layer.name == "conv2":
+            return {"weight": self.finish}
+
+    def finish(self, g):
+        self.got.append(g.copy())
+        return 0.5 * np.sign(g)
+
+    def observe_backward(self, layer, dy, dx):
+        if layer.name == "conv2":
+            self.seen_by_observers.append((layer.requires_grad["weight"], layer.grads["weight"].copy()))
+
+
+def test_a_finisher_gets_the_layers_own_gradient_and_its_result_is_used_uncounted():
+    plain, fin = trainer(), FinishConvGrad()
+    tr = trainer([fin])
+    conv, conv_plain = (next(m for m in t.model.leaves() if m.name == "conv2") for t in (tr, plain))
+    computed, asked = [], []
+    real, real_plain = conv.backward, conv_plain.backward
+
+    def spy(dy):
+        asked.append(conv.wants_grad("weight"))
+        return real(dy)
+
+    def spy_plain(dy):
+        dx = real_plain(dy)
+        computed.append(conv_plain.grads["weight"].copy())
+        return dx
+    conv.backward, conv_plain.backward = spy, spy_plain
+    used = []
+    real_step = tr.optimizer.step
+
+    def step():
+        used.append(conv.grads["weight"].copy())
+        return real_step()
+    tr.optimizer.step = step
+    plain.fit()
+    tr.fit()
+    assert asked and all(asked)                                   # the layer computed dW itself
+    np.testing.assert_array_equal(fin.got[0], computed[0])        # the finisher got the layer's dW (first step)
+    np.testing.assert_array_equal(used[0], 0.5 * np.sign(computed[0]))   # and its result is the gradient used
+    assert all(not rg for rg, _ in fin.seen_by_observers)        # observers see the param as supplied ...
+    assert conv.requires_grad["weight"]                           # ... and it trains afterwards
+    per = tr.ledger.per_layer()
+    assert per["conv2"]["backward_weight"].macs == 0              # the rules did not count it (the method would)
+    assert per["conv3"]["backward_weight"].macs > 0
+
+
 # -- 7. the ledger is an ordinary hook ------------------------------------------------------------------
 
 class EvaluatesItself(Method):

@@ -148,13 +148,31 @@ def test_gradprune_puts_the_sparse_path_flag_back_at_train_end(monkeypatch):
 
 
 # -- psg, fixed8, signsgd ----------------------------------------------------------------------------
-def test_psg_supplies_sign_gradients_and_the_layer_computes_no_dense_dw(monkeypatch):
+def test_psg_supplies_sign_gradients_and_the_layers_dw_is_its_fallback(monkeypatch):
+    """The conv's backward computes g_w = dW(x_8, g_y16) in the same pass as dx (the fallback, handed to PSG's
+    finisher: one fused call per conv), PSG computes only the predictor pass itself (one weight_grad per conv),
+    and what the optimizer sees is the sign direction. (Until issue 16 PSG computed both weight gradients and
+    the layer ran backward for dx only; the results are bit-identical.)"""
     import minicnn.layers.conv as conv_module
-    dense_dw = []
+    in_backward, fused, own = [], [], []
     original = conv_module.conv2d_backward
     monkeypatch.setattr(conv_module, "conv2d_backward",
-                        lambda x, w2, g, dy, want_dw, dx: dense_dw.append(want_dw)
+                        lambda x, w2, g, dy, want_dw, dx: (in_backward and fused.append((want_dw, dx is not None)))
                         or original(x, w2, g, dy, want_dw, dx))
+    original_backward, original_wg = Conv2d.backward, Conv2d.weight_grad
+
+    def backward(self, dy):
+        in_backward.append(1)
+        try:
+            return original_backward(self, dy)
+        finally:
+            in_backward.pop()
+
+    def weight_grad(self, x, dy):
+        own.append(self.name)
+        return original_wg(self, x, dy)
+    monkeypatch.setattr(Conv2d, "backward", backward)
+    monkeypatch.setattr(Conv2d, "weight_grad", weight_grad)
     seen = {}
 
     class Spy(Method):
@@ -169,7 +187,9 @@ def test_psg_supplies_sign_gradients_and_the_layer_computes_no_dense_dw(monkeypa
     tr = Trainer(job["model"], job["ds"], job["opt"], job["schedule"], 1, batch_size=32, methods=methods,
                  ledger=job["ledger"], seed=0, progress=False, verbose=False)
     tr.fit()
-    assert dense_dw and not any(dense_dw)                            # convs ran backward for dx only
+    assert fused and all(w for w, _ in fused)           # every conv's backward computed its dW ...
+    assert sum(d for _, d in fused) == len(fused) - 1   # ... with dx, but the stem's (no dx needed)
+    assert sorted(own) == sorted(n for n, (t, _) in seen.items() if t is Conv2d)   # one predictor pass per conv
     convs = [g for t, g in seen.values() if t is Conv2d]
     others = [g for t, g in seen.values() if t in (BatchNorm2d, Linear)]
     assert len(convs) == 9 and others

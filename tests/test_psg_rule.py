@@ -49,10 +49,30 @@ def test_agreement_and_errors():
 @pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0)])
 def test_conv_weight_grad_is_the_layers_dw(rng, k, s, p):
     from minicnn.layers.conv import Conv2d
-    from minicnn.methods._psg import conv_weight_grad
     conv = Conv2d(3, 5, k, stride=s, padding=p, bias=False, dtype=np.float64, rng=rng)
     x = rng.standard_normal((2, 3, 7, 7))
     y = conv.forward(x)
     dy = rng.standard_normal(y.shape)
     conv.backward(dy)
-    np.testing.assert_allclose(conv_weight_grad(conv, x, dy), conv.grads["weight"], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.weight_grad(x, dy), conv.grads["weight"], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("c,k,s,p", [(16, 3, 1, 1), (16, 3, 1, 0), (3, 3, 1, 1), (8, 1, 1, 0), (16, 3, 2, 1)])
+@pytest.mark.parametrize("needs_input_grad", [True, False])
+def test_weight_grad_is_bit_equal_to_backward_and_changes_nothing(rng, c, k, s, p, needs_input_grad):
+    """float32, every algorithm (Winograd for 16 channels 3x3 stride 1, im2col, pointwise GEMM):
+    Conv2d.weight_grad is the dW that backward computes, to the bit, with or without dx beside it."""
+    from minicnn.layers.conv import Conv2d
+    conv = Conv2d(c, 6, k, stride=s, padding=p, rng=rng)
+    x = rng.standard_normal((5, c, 9, 8)).astype(np.float32)
+    y = conv.forward(x)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    w = conv.params["weight"].copy()
+    dw = conv.weight_grad(x, dy)
+    assert conv.cache is not None and "weight" not in {n for n, g in conv.grads.items() if g is not None}
+    conv.needs_input_grad = needs_input_grad
+    conv.backward(dy)
+    np.testing.assert_array_equal(dw, conv.grads["weight"])
+    np.testing.assert_array_equal(conv.params["weight"], w)
+    with pytest.raises(Exception, match="shape"):
+        conv.weight_grad(x, dy[:, :3])

@@ -155,3 +155,71 @@ def test_kernel_equals_reference_bit_for_bit(case):
     assert got.value.dtype == x.dtype and got.value.shape == x.shape
     np.testing.assert_array_equal(quantize(x, case["bits"], r, case["signed"]),
                                   fixed_point_naive(x, case["bits"], lo, step)[0])
+
+
+# -- the fused range pass (numba) against its NumPy definitions --------------------------------------------
+@st.composite
+def range_case(draw):
+    shape = tuple(draw(st.lists(st.integers(1, 6), min_size=1, max_size=4)))
+    return dict(shape=shape, seed=draw(st.integers(0, 2**31)), dtype=draw(st.sampled_from([np.float32, np.float64])),
+                scale=draw(st.sampled_from([1e-30, 1e-6, 1.0, 1e6])), nonneg=draw(st.booleans()),
+                zeros=draw(st.booleans()))
+
+
+@FEW
+@given(range_case())
+def test_fused_ranges_equal_the_numpy_definitions(case):
+    from minicnn.quant import activation_range_and_sign
+    from minicnn.quant.reference import activation_range_naive, gradient_range_naive, weight_range_naive
+    rng = np.random.default_rng(case["seed"])
+    x = (rng.standard_normal(case["shape"]) * case["scale"]).astype(case["dtype"])
+    if case["nonneg"]:
+        x = np.abs(x)
+    if case["zeros"]:
+        x[rng.random(x.shape) < 0.5] = 0.0
+        x.reshape(-1)[0] = -0.0          # a negative zero is not a negative entry
+    r, signed = activation_range_and_sign(x)
+    r_ref, signed_ref = activation_range_naive(x)
+    assert r.dtype == np.float64 and r.shape == (1,)
+    np.testing.assert_array_equal(r, r_ref)
+    assert signed == signed_ref
+    np.testing.assert_array_equal(activation_range(x), r_ref)
+    np.testing.assert_array_equal(weight_range(x), weight_range_naive(x))
+    np.testing.assert_array_equal(gradient_range(x), gradient_range_naive(x))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_fused_range_of_a_non_finite_tensor_is_refused_by_the_grid(bad):
+    x = np.ones((3, 4), dtype=np.float32)
+    x[1, 2] = bad
+    for r in (activation_range(x), weight_range(x), gradient_range(x)):
+        assert not np.all(np.isfinite(r))
+        with pytest.raises(ValueError, match="finite"):
+            fixed_point(x, 8, r, True)
+
+
+def test_range_of_an_empty_tensor_is_an_error():
+    with pytest.raises(ValueError, match="empty"):
+        gradient_range(np.zeros((0, 3), dtype=np.float32))
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_kernel_equals_reference_across_task_boundaries(rows):
+    """Rows longer than one parallel task (the kernel cuts each row into _CHUNK-sized tasks)."""
+    from minicnn.quant.fixed import _CHUNK
+    rng = np.random.default_rng(rows)
+    x = rng.standard_normal((rows, 2 * _CHUNK + 7)).astype(np.float32)
+    r = weight_range(x) if rows > 1 else gradient_range(x)
+    for msb in (None, 4):
+        got = fixed_point(x, 8, r, True, msb_bits=msb)
+        lo, step = grid(r, 8, True)
+        value, m, _ = fixed_point_naive(x, 8, lo, step, msb)
+        np.testing.assert_array_equal(got.value, value)
+        if msb:
+            np.testing.assert_array_equal(got.msb, m)
+
+
+def test_all_zero_signed_tensor_gives_positive_zeros_as_the_reference():
+    x = np.zeros((2, 5), dtype=np.float32)
+    q = fixed_point(x, 8, gradient_range(x), True, msb_bits=4)
+    assert not np.signbit(q.value).any() and not np.signbit(q.msb).any()

@@ -107,16 +107,25 @@ class Container(Layer):
         Gradients that hooks supply (``supply_grads``) are not computed by the
         child: their ``requires_grad`` is off during its backward (and while
         observers look, so the ledger does not count a dW nobody computed),
-        then the supplied arrays become ``child.grads``.
+        then the supplied arrays become ``child.grads``. A hook may instead
+        supply a *finisher* (a callable): the child then computes that gradient
+        as usual, in the same pass as dL/dx, and ``finisher(child's gradient)``
+        becomes the gradient; observers see it as supplied (``requires_grad``
+        off), so the rules do not count it either (see ``minicnn.hooks``).
         """
         hooks = self.hooks
         dy = hooks.backward_output_grad(child, dy)
         supplied = hooks.supply_grads(child, dy) if not child.is_container else {}
         supplied = {n: g for n, g in supplied.items() if child.requires_grad.get(n, False)}
+        finishers = {n: f for n, f in supplied.items() if callable(f)}
         for n in supplied:
-            child.requires_grad[n] = False
+            if n not in finishers:
+                child.requires_grad[n] = False
         try:
             dx = child.backward(dy)
+            for n, finish in finishers.items():
+                supplied[n] = finish(child.grads.get(n))      # the child's gradient -> the one used
+                child.requires_grad[n] = False                 # observers see it as supplied
             dx = hooks.backward_input_grad(child, dx)
             hooks.observe_backward(child, dy, dx)
         finally:
@@ -125,7 +134,6 @@ class Container(Layer):
         for n, g in supplied.items():
             child.grads[n] = g
         return dx
-
 
     def _backward_chain(self, chain: list[Layer], dy: np.ndarray, need_input_grad: bool):
         """Backward through ``chain`` (forward order), stopping as early as possible.

@@ -128,28 +128,47 @@ class Conv2d(Layer):
         dy = as_grad(self, dy, out_shape)
         N, O, Ho, Wo = out_shape
         dy3 = dy.reshape(N, O, Ho * Wo)
-        w2 = self.params["weight"].reshape(O, -1)
         want_w = self.wants_grad("weight")
         if self.wants_grad("bias"):
             self.grads["bias"] = dy3.sum(axis=2).sum(axis=0)
-        dx = None
         below = self.sparse_backward_below
         if below > 0 and fewer_nonzeros_than(dy3, math.ceil(below * dy3.size)):    # density < below
             dw, dx = sparse_conv2d_backward(x, self.params["weight"], dy, self.stride, self.padding,
                                             want_dw=want_w, want_dx=self.needs_input_grad)
-        elif self._is_pointwise():
-            cols = x.reshape(N, x.shape[1], Ho * Wo)
-            dw = matmul_batched_sum_bt(dy3, cols) if want_w else None
-            if self.needs_input_grad:
-                dx = matmul_batched(w2.T, dy3, np.empty_like(cols)).reshape(x.shape)
         else:
-            if self.needs_input_grad:
-                dx = np.empty(x.shape, dtype=self.dtype)
-            dw = conv2d_backward(x, w2, self._geometry(), dy3, want_w, dx)
+            dw, dx = self._dense_backward(x, dy3, want_w, self.needs_input_grad)
         if want_w:
             self.grads["weight"] = dw.reshape(self.params["weight"].shape)
         self.cache = None
         return dx
+
+    def weight_grad(self, x, dy):
+        """dL/dW (the weight's shape) for input ``x`` (N, C_in, H, W) and output gradient ``dy`` (N, C_out, Ho, Wo).
+
+        The layer's own dense weight-gradient path (what :meth:`backward` computes, without
+        the input gradient): a batched GEMM for a pointwise conv, else im2col + GEMM or
+        Winograd as :mod:`minicnn.kernels.conv2d` chooses. Reads neither the cache nor
+        ``requires_grad`` and changes nothing: a method that computes a weight gradient from
+        operands of its own (PSG's MSB predictors, E2-Train §3.3) calls this.
+        """
+        x = as_input(self, x)
+        out_shape = self.output_shape(x.shape)
+        dy = as_grad(self, dy, out_shape)
+        N, O, Ho, Wo = out_shape
+        dw, _ = self._dense_backward(x, dy.reshape(N, O, Ho * Wo), True, False)
+        return dw.reshape(self.params["weight"].shape)
+
+    def _dense_backward(self, x, dy3, want_w: bool, want_dx: bool):
+        """(dW2 (O, K) or None, dx or None) by the dense path: pointwise GEMMs, or im2col/Winograd."""
+        N, O = dy3.shape[:2]
+        w2 = self.params["weight"].reshape(O, -1)
+        if self._is_pointwise():
+            cols = x.reshape(N, x.shape[1], dy3.shape[2])
+            dw = matmul_batched_sum_bt(dy3, cols) if want_w else None
+            dx = matmul_batched(w2.T, dy3, np.empty_like(cols)).reshape(x.shape) if want_dx else None
+            return dw, dx
+        dx = np.empty(x.shape, dtype=self.dtype) if want_dx else None
+        return conv2d_backward(x, w2, self._geometry(), dy3, want_w, dx), dx
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

@@ -24,8 +24,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..kernels.conv2d import conv2d_backward
-from ..kernels.gemm import matmul_batched_sum_bt
 
 
 class SignRule(NamedTuple):
@@ -53,15 +51,3 @@ def sign_agreement(g_msb: np.ndarray, g_full: np.ndarray, where: np.ndarray | No
     if where is not None:
         same = same[where]
     return float(same.mean()) if same.size else 1.0
-
-
-def conv_weight_grad(layer: Conv2d, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """dL/dW of ``layer`` for input x and output gradient dy (the layer's own dense dW path)."""
-    N, O = dy.shape[0], dy.shape[1]
-    dy3 = np.ascontiguousarray(dy).reshape(N, O, -1)
-    w2 = layer.params["weight"].reshape(O, -1)
-    if layer._is_pointwise():
-        dw = matmul_batched_sum_bt(dy3, x.reshape(N, x.shape[1], -1))
-    else:
-        dw = conv2d_backward(np.ascontiguousarray(x), w2, layer._geometry(), dy3, True, None)
-    return dw.reshape(layer.params["weight"].shape)

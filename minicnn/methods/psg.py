@@ -29,7 +29,10 @@ top of the same fixed-point forward::
 
 and SGD with momentum and weight decay applies to ``direction``. The method
 supplies the conv's weight (and bias) gradient itself through the
-``supply_grads`` hook, so the layer does not also compute a dense dW.
+``supply_grads`` hook: g_w, the fallback, is what the conv's own backward computes from x_8
+and g_y16, so PSG hands it a *finisher* (``minicnn.hooks``): the conv computes g_w in the same
+pass as dx (on the Winograd path they share the transform of g_y16), PSG adds the predictor
+pass and the rule, and the ledger counts only what PSG declares (below), not the conv's dW.
 Defaults are §4.4's (8-bit activations/weights, 16-bit gradients, 4- and
 10-bit predictors, beta = 0.05); the official code's defaults differ
 (``PredictiveSignConv2d``: msb_bits=4, msb_bits_weight=4,
@@ -75,8 +78,9 @@ mixed-width MAC is charged at the wider operand (the ledger's rule for every
 MAC; a 4 x 10-bit multiplier is cheaper than a 10 x 10 one, so this
 overestimates the predictor's energy). The predictor's operands are read
 once (the hardware computes g_w^msb inside g_w, §3.3): bytes are those of
-one weight-gradient pass. On a CPU the emulation is *slower* than fp32: two
-dense weight gradients (predictor and fallback) plus the quantization passes.
+one weight-gradient pass. On a CPU the emulation is *slower* than fp32: one
+more dense weight gradient (the predictor; the fallback is the conv's own dW)
+plus the quantization passes (docs/measurements/method_overheads.md).
 
 Records per epoch, per conv: ``predicted`` (fraction of weights whose sign
 the MSB predictor decided, averaged over steps; §4.4: "at least 60%" with
@@ -87,14 +91,15 @@ same over every weight).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..cost.counts import Tensor
 from ..cost.formats import TensorFormat
 from ..layers.conv import Conv2d
-from ..quant import activation_range, fixed_point, gradient_range, weight_range
-from ._psg import conv_weight_grad, psg_sign_rule
+from ..quant import activation_range_and_sign, fixed_point, gradient_range, weight_range
+from ._psg import psg_sign_rule
 from .base import Method, backbone_leaves, register_method
 
 
@@ -123,13 +128,15 @@ class _FixedPointConvs(Method):
         self._running: dict[str, float] = {}
         self._master: dict[str, np.ndarray] = {}
         self._convs: set[str] = set()
+        self._conv_order: list[str] = []
 
     def _find_convs(self, model) -> list:
         convs = [l for l in backbone_leaves(model) if isinstance(l, Conv2d)]
         if not convs:
             raise ValueError(f"method {self.key or self.name}: the model has no Conv2d layer")
         self._convs = {c.name for c in convs}
-        return convs
+        self._conv_order = [c.name for c in convs]       # model order: records (and their means) do not
+        return convs                                     # depend on a set's iteration order
 
     def attach(self, model):
         """Find the convs (training and ``minicnn evaluate`` both attach: the evaluated network is the trained one)."""
@@ -143,15 +150,15 @@ class _FixedPointConvs(Method):
                 state.formats.set(c, "grad_output", fixed(self.bits_g))
 
     def _quantize_input(self, layer, x, msb_bits=None):
-        signed = bool((x < 0).any())
+        batch_range, signed = activation_range_and_sign(x)     # one pass: the batch's range and its sign
         if layer.training:
-            r = float(activation_range(x)[0])
+            r = float(batch_range[0])
             old = self._running.get(layer.name)
             self._running[layer.name] = r if old is None else self.RANGE_MOMENTUM * old + (1 - self.RANGE_MOMENTUM) * r
         else:
             r = self._running.get(layer.name)
             if r is None:                      # evaluated before any training step: use the batch's range
-                r = float(activation_range(x)[0])
+                r = float(batch_range[0])
         return fixed_point(x, self.bits_x, r, signed, msb_bits=msb_bits)
 
     def _quantize_weight(self, layer):
@@ -213,6 +220,21 @@ class Fixed8(_FixedPointConvs):
         self._setup(bits_x, bits_w, bits_g)
 
 
+@dataclass
+class _SignStats:
+    """One conv's running sums over an epoch's steps (the records are these divided by ``steps``)."""
+    steps: int = 0
+    predicted: float = 0.0     # fraction of weights whose sign the MSB predictor decided
+    agree: float = 0.0         # predicted sign == sgn(g_w), among the decided weights
+    agree_all: float = 0.0     # the same over every weight
+
+    def add(self, predicted: float, agree: float, agree_all: float) -> None:
+        self.steps += 1
+        self.predicted += predicted
+        self.agree += agree
+        self.agree_all += agree_all
+
+
 @register_method("psg")
 class PSG(_FixedPointConvs):
     """E2-Train §3.3: predictive sign gradient on every conv (Eq. 2), fixed-point operands, §4.4 defaults."""
@@ -229,7 +251,7 @@ class PSG(_FixedPointConvs):
         self._setup(bits_x, bits_w, bits_g)
         self._x: dict[str, tuple] = {}
         self._g_msb: dict[str, np.ndarray] = {}
-        self._acc: dict[str, list] = {}
+        self._acc: dict[str, _SignStats] = {}
         self._ledger = None
 
     def on_train_begin(self, state):
@@ -237,7 +259,7 @@ class PSG(_FixedPointConvs):
         self._ledger = state.ledger
 
     def on_epoch_begin(self, state):
-        self._acc = {name: [0, 0.0, 0.0, 0.0] for name in self._convs}   # steps, predicted, agree, agree_all
+        self._acc = {name: _SignStats() for name in self._conv_order}
 
     def forward_input(self, layer, x):
         if layer.name not in self._convs:
@@ -256,32 +278,39 @@ class PSG(_FixedPointConvs):
         return q.value
 
     def supply_grads(self, layer, dy):
+        """The sign gradient of Eq. 2, as a finisher of the layer's own dW (see ``minicnn.hooks``).
+
+        The fallback g_w = dW(x_8, g_y16) is exactly what the conv's backward computes from
+        its cached input x_8 and the quantized g_y16 it receives, so the layer computes it, in
+        the same pass as dL/dx (the Winograd path shares the transform of g_y16 between
+        them); :meth:`_sign_gradient` then adds the predictor pass and the rule.
+        """
         if layer.name not in self._x:
             return {}
         x8, x_msb = self._x.pop(layer.name)
         dy_msb = self._g_msb.pop(layer.name)
         if not layer.wants_grad("weight"):        # frozen by another method: the layer does what it does
             return {}
-        g_msb = conv_weight_grad(layer, x_msb, dy_msb)
-        g_full = conv_weight_grad(layer, x8, dy)
-        rule = psg_sign_rule(g_msb, g_full, self.beta)
-        grads = {}
-        if layer.wants_grad("weight"):
-            grads["weight"] = rule.direction
+        grads = {"weight": lambda g_full: self._sign_gradient(layer, x8.shape, x_msb, dy, dy_msb, g_full)}
         if "bias" in layer.params and layer.wants_grad("bias"):
             grads["bias"] = np.sign(dy.sum(axis=(0, 2, 3))).astype(layer.dtype)
-        same = np.sign(g_msb) == np.sign(g_full)
-        n_pred = int(rule.predicted.sum())
-        a = self._acc[layer.name]
-        a[0] += 1
-        a[1] += n_pred / rule.predicted.size
-        a[2] += float(same[rule.predicted].mean()) if n_pred else 1.0
-        a[3] += float(same.mean())
-        if self._ledger is not None and "weight" in grads:
-            self._count(layer, x8, dy, rule.predicted.size - n_pred, "bias" in grads)
         return grads
 
-    def _count(self, layer, x, dy, n_fallback, bias):
+    def _sign_gradient(self, layer, x_shape, x_msb, dy, dy_msb, g_full):
+        """Eq. 2 for one conv: g_w^msb = dW(x^msb, g_y^msb), then the sign rule against g_full; counts and records."""
+        g_msb = layer.weight_grad(x_msb, dy_msb)
+        rule = psg_sign_rule(g_msb, g_full, self.beta)
+        same = np.sign(g_msb) == np.sign(g_full)
+        n_pred = int(rule.predicted.sum())
+        self._acc[layer.name].add(predicted=n_pred / rule.predicted.size,
+                                  agree=float(same[rule.predicted].mean()) if n_pred else 1.0,
+                                  agree_all=float(same.mean()))
+        if self._ledger is not None:
+            self._count(layer, x_shape, dy, rule.predicted.size - n_pred,
+                        "bias" in layer.params and layer.wants_grad("bias"))
+        return rule.direction
+
+    def _count(self, layer, x_shape, dy, n_fallback, bias):
         """Weight-gradient work as the hardware would do it (see the module docstring).
 
         The predictor pass over every weight is declared ``extra`` (a plain run
@@ -292,7 +321,7 @@ class PSG(_FixedPointConvs):
         n_weights = layer.params["weight"].size
         m = self._ledger.meter(layer)
         predictor = m.counts(macs=n_weights * per_weight, mac_fmt=fixed(max(self.msb_x, self.msb_g)),
-                             moved=[("grad_output", Tensor(dy.shape)), ("input", Tensor(x.shape)),
+                             moved=[("grad_output", Tensor(dy.shape)), ("input", Tensor(x_shape)),
                                     ("grad_weight", Tensor(layer.params["weight"].shape))])
         fallback = m.counts(macs=n_fallback * per_weight, mac_fmt=fixed(max(self.bits_x, self.bits_g)),
                             ops=dy.size if bias else 0, op_fmt=fixed(self.bits_g))   # db = sum of dy
@@ -301,9 +330,10 @@ class PSG(_FixedPointConvs):
 
     def epoch_record(self, state) -> dict:
         layers = {}
-        for name, (steps, pred, agree, agree_all) in self._acc.items():
-            if steps:
-                layers[name] = {"predicted": pred / steps, "agree": agree / steps, "agree_all": agree_all / steps}
+        for name, a in self._acc.items():
+            if a.steps:
+                layers[name] = {"predicted": a.predicted / a.steps, "agree": a.agree / a.steps,
+                                "agree_all": a.agree_all / a.steps}
         rec = {"beta": self.beta, "layers": layers}
         if layers:
             rec["predicted"] = float(np.mean([v["predicted"] for v in layers.values()]))

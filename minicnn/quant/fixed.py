@@ -63,48 +63,124 @@ _CHUNK = 32768  # elements per parallel task
 _EMPTY_F64 = np.empty(0, dtype=np.float64)
 
 
-@njit(parallel=True, cache=True)
-def _fixed_point_kernel(x, row_len, lo, step, qmax, unit, u, value_out, msb_out, code_out):
-    """One pass over flat ``x``: element i is in row ``i // row_len`` (its own lo, step).
+def _fixed_point_loop(x, row_len, lo, step, qmax, unit, u, value_out, msb_out, code_out):
+    """One pass over flat ``x``, seen as ``len(lo)`` rows of ``row_len`` (row r has its own lo[r], step[r]).
 
     u: uniforms for stochastic rounding (size 0: round to nearest).
     value_out / msb_out / code_out: flat outputs; size 0 skips one.
-    unit = 2**(bits - msb_bits) (ignored when msb_out is empty).
+    unit = 2**(bits - msb_bits) (ignored when msb_out is empty); a power of two, so the kernel
+    multiplies by its exact reciprocal where the reference divides.
+
+    The work is cut into tasks of at most ``_CHUNK`` elements inside one row, so
+    an element's row is known without a division, and the inner loop has no
+    branch on what to write (the common cases -- value alone, value and MSB,
+    rounding to nearest -- have loops of their own). Same operations, in the
+    same order, as :func:`minicnn.quant.reference.fixed_point_naive`: bit-equal.
     """
-    n = x.size
-    nchunks = (n + _CHUNK - 1) // _CHUNK
+    rows = lo.size
+    per_row = (row_len + _CHUNK - 1) // _CHUNK
+    inv_unit = 1.0 / unit      # unit is a power of two: q * inv_unit == q / unit exactly (the reference divides)
     stochastic = u.size > 0
     want_v, want_m, want_c = value_out.size > 0, msb_out.size > 0, code_out.size > 0
-    for k in prange(nchunks):
-        start = k * _CHUNK
-        stop = min(start + _CHUNK, n)
-        for i in range(start, stop):
-            r = i // row_len
-            s = step[r]
-            l = lo[r]
-            q = 0.0
-            if s > 0.0:
+    for k in prange(rows * per_row):
+        r = k // per_row
+        start = r * row_len + (k % per_row) * _CHUNK
+        stop = min(start + _CHUNK, (r + 1) * row_len)
+        s = step[r]
+        l = lo[r]
+        xs = x[start:stop]
+        if s <= 0.0:                                # all-zero range: code 0, value 0 * step + lo
+            z = 0.0 * s + l                         # (+0.0 when lo is -0.0, as the reference has it)
+            if want_v:
+                value_out[start:stop] = z
+            if want_c:
+                code_out[start:stop] = 0
+            if want_m:
+                msb_out[start:stop] = z
+        elif not stochastic and want_v and not want_c and not want_m:
+            vs = value_out[start:stop]              # the value alone (weights, fixed8's gradients)
+            for i in range(xs.size):
+                v = (np.float64(xs[i]) - l) / s
+                v = 0.0 if v < 0.0 else v           # clip (a NaN stays NaN, as np.clip leaves it)
+                v = qmax if v > qmax else v
+                vs[i] = np.rint(v) * s + l
+        elif not stochastic and want_v and not want_c and want_m:
+            vs = value_out[start:stop]              # value and MSB predictor (PSG's x and g_y)
+            ms = msb_out[start:stop]
+            for i in range(xs.size):
+                v = (np.float64(xs[i]) - l) / s
+                v = 0.0 if v < 0.0 else v
+                v = qmax if v > qmax else v
+                q = np.rint(v)
+                vs[i] = q * s + l
+                m = np.rint(q * inv_unit) * unit
+                m = qmax if m > qmax else m
+                ms[i] = m * s + l
+        else:
+            for i in range(start, stop):            # everything else: stochastic rounding, codes
                 v = (np.float64(x[i]) - l) / s
-                if v < 0.0:
-                    v = 0.0
-                elif v > qmax:
-                    v = qmax
+                v = 0.0 if v < 0.0 else v
+                v = qmax if v > qmax else v
                 if stochastic:
                     q = math.floor(v + u[i])
                     if q > qmax:      # v + u can round up to qmax + 1 in float64
                         q = qmax
                 else:
                     q = np.rint(v)
-            if want_v:
-                value_out[i] = q * s + l
-            if want_c:
-                code_out[i] = q
-            if want_m:
-                m = np.rint(q / unit) * unit
-                if m > qmax:
-                    m = qmax
-                msb_out[i] = m * s + l
+                if want_v:
+                    value_out[i] = q * s + l
+                if want_c:
+                    code_out[i] = q
+                if want_m:
+                    m = np.rint(q * inv_unit) * unit
+                    m = qmax if m > qmax else m
+                    msb_out[i] = m * s + l
     return value_out
+
+
+#: the same loop compiled twice: parallel for large tensors, serial below SERIAL_BELOW elements (a
+#: weight tensor), where waking the thread pool costs more than the work (same code: same bits)
+SERIAL_BELOW = 2 * _CHUNK
+_fixed_point_kernel = njit(parallel=True, cache=True)(_fixed_point_loop)
+_fixed_point_serial = njit(cache=True)(_fixed_point_loop)
+
+
+def _row_absmax_min_loop(x2, absmax, minimum):
+    """absmax[r] = max_j |x2[r, j]| and minimum[r] = min_j x2[r, j], one pass over the (R, M) array.
+
+    A NaN or inf anywhere in a row makes that row's absmax NaN (``grid`` then refuses it, as it
+    refuses NumPy's max of such a row). Max and min are exact, whatever the order.
+    """
+    R, M = x2.shape
+    for r in prange(R):
+        a = 0.0
+        mn = np.inf
+        bad = 0.0
+        for j in range(M):
+            v = np.float64(x2[r, j])
+            bad += v * 0.0                   # NaN iff some v is NaN or +-inf
+            av = abs(v)
+            if av > a:
+                a = av
+            if v < mn:
+                mn = v
+        absmax[r] = a if bad == 0.0 else np.nan
+        minimum[r] = mn
+
+
+_row_absmax_min_kernel = njit(parallel=True, cache=True)(_row_absmax_min_loop)
+_row_absmax_min_serial = njit(cache=True)(_row_absmax_min_loop)
+
+
+def row_absmax_min(x2: np.ndarray):
+    """(max|x| per row, min x per row), float64 (R,) arrays, for a 2-D array (one fused pass)."""
+    x2 = np.ascontiguousarray(x2)
+    absmax = np.empty(x2.shape[0], dtype=np.float64)
+    minimum = np.empty(x2.shape[0], dtype=np.float64)
+    if x2.size == 0:
+        raise ValueError(f"the range of an empty tensor (shape {x2.shape}) is undefined")
+    (_row_absmax_min_serial if x2.size < SERIAL_BELOW else _row_absmax_min_kernel)(x2, absmax, minimum)
+    return absmax, minimum
 
 
 class Quantized(NamedTuple):
@@ -116,22 +192,38 @@ class Quantized(NamedTuple):
     step: np.ndarray       # (R,) float64
 
 
-# -- ranges -------------------------------------------------------------------------------
+# -- ranges (numba, one pass each; the NumPy definitions are in minicnn.quant.reference) ----------
+def _rows(x: np.ndarray) -> np.ndarray:
+    """x as (first axis, rest) rows, contiguous."""
+    if x.size == 0:
+        raise ValueError(f"the range of an empty tensor (shape {x.shape}) is undefined")
+    return np.ascontiguousarray(x).reshape(x.shape[0] if x.ndim else 1, -1)
+
+
 def activation_range(x: np.ndarray) -> np.ndarray:
     """r = mean over the batch of each sample's max|x| (shape (1,), float64)."""
-    N = x.shape[0]
-    per_sample = np.abs(x.reshape(N, -1)).max(axis=1).astype(np.float64)
-    return np.array([per_sample.mean()])
+    return activation_range_and_sign(x)[0]
+
+
+def activation_range_and_sign(x: np.ndarray):
+    """(activation_range(x), whether x has a negative entry) from one pass over x.
+
+    The sign decides the grid of a conv input (signed when negative values occur, see
+    :mod:`minicnn.methods.psg`); computing it with the range saves a pass over the tensor.
+    """
+    absmax, minimum = row_absmax_min(_rows(x))
+    return np.array([absmax.mean()]), bool(minimum.size and minimum.min() < 0)
 
 
 def weight_range(w: np.ndarray) -> np.ndarray:
     """r = max|w| per output filter (first axis), shape (out_channels,), float64."""
-    return np.abs(w.reshape(w.shape[0], -1)).max(axis=1).astype(np.float64)
+    return row_absmax_min(_rows(w))[0]
 
 
 def gradient_range(g: np.ndarray) -> np.ndarray:
     """r = max|g| of the whole tensor (shape (1,), float64)."""
-    return np.array([float(np.abs(g).max())])
+    absmax = row_absmax_min(_rows(g))[0]
+    return np.array([float(absmax.max())])
 
 
 def grid(r, bits: int, signed: bool):
@@ -177,7 +269,8 @@ def fixed_point(x: np.ndarray, bits: int, r, signed: bool, *, msb_bits: int | No
     value = np.empty_like(flat)
     msb = np.empty_like(flat) if msb_bits is not None else np.empty(0, dtype=flat.dtype)
     code = np.empty(flat.size if want_code else 0, dtype=np.int64)
-    _fixed_point_kernel(flat, row_len, lo, step, qmax, unit, u, value, msb, code)
+    kernel = _fixed_point_serial if flat.size < SERIAL_BELOW else _fixed_point_kernel
+    kernel(flat, row_len, lo, step, qmax, unit, u, value, msb, code)
     return Quantized(value.reshape(x.shape),
                      msb.reshape(x.shape) if msb_bits is not None else None,
                      code.reshape(x.shape) if want_code else None, lo, step)

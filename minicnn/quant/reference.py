@@ -39,3 +39,21 @@ def msb_truncate_naive(code, bits, msb_bits):
     """What the paper's words "taking the MSBs" would give: the low b-m bits cleared (for comparison)."""
     shift = bits - msb_bits
     return (np.asarray(code, dtype=np.int64) >> shift) << shift
+
+
+# -- ranges: the definitions the fused numba pass (minicnn.quant.fixed.row_absmax_min) is tested against --
+def activation_range_naive(x):
+    """Mean over the batch of each sample's max|x|, (1,) float64; and whether x has a negative entry."""
+    N = x.shape[0]
+    per_sample = np.abs(x.reshape(N, -1)).max(axis=1).astype(np.float64)
+    return np.array([per_sample.mean()]), bool((x < 0).any())
+
+
+def weight_range_naive(w):
+    """max|w| per output filter (first axis), (out_channels,) float64."""
+    return np.abs(w.reshape(w.shape[0], -1)).max(axis=1).astype(np.float64)
+
+
+def gradient_range_naive(g):
+    """max|g| of the whole tensor, (1,) float64."""
+    return np.array([float(np.abs(g).max())])
