@@ -439,6 +439,15 @@ def chunk_images(N: int, tiles_per_image: int, channels: int, dtype) -> int:
     return max(1, min(N, max(CHUNK_BYTES // per_image, -(-MIN_CHUNK_TILES // tiles_per_image))))
 
 
+def _chunk_scratch(slot, C, O, n, th, tw, dtype):
+    """One thread's buffers for a chunk of n images: V (16, C, T), M (16, O, T) with T = n*th*tw tiles, the two
+    padded half-planes of the input transform and a tile row's scratch (forward and backward share them)."""
+    T = n * th * tw
+    return (_buffer(slot, "V", (ALPHA * ALPHA, C, T), dtype), _buffer(slot, "M", (ALPHA * ALPHA, O, T), dtype),
+            _buffer(slot, "plane_e", (2 * th + 2, tw + 1), dtype), _buffer(slot, "plane_o", (2 * th + 2, tw + 1), dtype),
+            _buffer(slot, "tb", (ALPHA * ALPHA, th * tw), dtype))
+
+
 def winograd_forward(x, w, ph, pw, y):
     """y (N, O, H_out, W_out) = the stride-1 correlation of x (N, C, H, W) with w (O, C, 3, 3), zero padding ph, pw."""
     N, C, H, W = x.shape
@@ -449,12 +458,7 @@ def winograd_forward(x, w, ph, pw, y):
     b = chunk_images(N, th * tw, C + O, y.dtype)
 
     def chunk(slot, k, s, e):
-        T = (e - s) * th * tw
-        V = _buffer(slot, "V", (ALPHA * ALPHA, C, T), y.dtype)
-        M = _buffer(slot, "M", (ALPHA * ALPHA, O, T), y.dtype)
-        plane_e = _buffer(slot, "plane_e", (2 * th + 2, tw + 1), y.dtype)
-        plane_o = _buffer(slot, "plane_o", (2 * th + 2, tw + 1), y.dtype)
-        tb = _buffer(slot, "tb", (ALPHA * ALPHA, th * tw), y.dtype)
+        V, M, plane_e, plane_o, tb = _chunk_scratch(slot, C, O, e - s, th, tw, y.dtype)
         winograd_input_nogil(x[s:e], ph, pw, th, tw, V, plane_e, plane_o, tb)
         np.matmul(U, V, out=M)
         winograd_output_nogil(M, th, tw, y[s:e], tb)
@@ -486,12 +490,7 @@ def winograd_backward(x, w, dy, ph, pw, want_dw: bool, dx):
     UT = np.ascontiguousarray(weight_transform(w, dy.dtype).transpose(0, 2, 1)) if dx is not None else None
 
     def chunk(slot, k, s, e):
-        T = (e - s) * th * tw
-        V = _buffer(slot, "V", (ALPHA * ALPHA, C, T), dy.dtype)
-        dM = _buffer(slot, "M", (ALPHA * ALPHA, O, T), dy.dtype)
-        plane_e = _buffer(slot, "plane_e", (2 * th + 2, tw + 1), dy.dtype)
-        plane_o = _buffer(slot, "plane_o", (2 * th + 2, tw + 1), dy.dtype)
-        tb = _buffer(slot, "tb", (ALPHA * ALPHA, th * tw), dy.dtype)
+        V, dM, plane_e, plane_o, tb = _chunk_scratch(slot, C, O, e - s, th, tw, dy.dtype)
         winograd_dy_nogil(dy[s:e], th, tw, dM, _buffer(slot, "rows", (4, tw), dy.dtype), tb)
         if want_dw:
             winograd_input_nogil(x[s:e], ph, pw, th, tw, V, plane_e, plane_o, tb)
