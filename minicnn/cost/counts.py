@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,7 +89,7 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)       # exact Python int (1 for shape ()); np.prod is ~10x slower on a tuple
 
     @property
     def count(self) -> int:
