@@ -96,7 +96,7 @@ First line, once::
 trainer's ``state.global_step``.
 
 Writing: call ``attach(run_dir)`` before training (the Trainer does): it
-writes the meta line (truncating an old file), and the recorder then appends
+writes the meta line (replacing an old file atomically), and the recorder then appends
 its buffered records at every ``on_epoch_end`` and at ``on_train_end``, so a
 crash loses at most one epoch. ``save(run_dir)`` flushes what is pending; to a
 directory it is not attached to, it writes a complete file there (possible
@@ -118,6 +118,7 @@ import os
 
 import numpy as np
 
+from ..fileio import atomic_write_text
 from ..hooks import Hook
 from ._kernels import shifted_sums, signed_hist
 
@@ -330,9 +331,8 @@ class StatsRecorder(Hook):
         if resume:
             with open(path, "r+b") as f:
                 f.truncate(self._file_bytes)
-        else:
-            with open(path, "w") as f:
-                f.write(json.dumps(self.meta()) + "\n")
+        else:                              # a new file whole or not at all (temp file, fsync, rename)
+            atomic_write_text(path, json.dumps(self.meta()) + "\n")
         self.run_dir = run_dir
         self.flush()
 
@@ -366,7 +366,5 @@ class StatsRecorder(Hook):
             self.flush()
             return path
         os.makedirs(run_dir, exist_ok=True)
-        with open(path, "w") as f:
-            f.write(json.dumps(self.meta()) + "\n")
-            f.write("".join(json.dumps(r) + "\n" for r in self.records))
+        atomic_write_text(path, json.dumps(self.meta()) + "\n" + "".join(json.dumps(r) + "\n" for r in self.records))
         return path
