@@ -100,6 +100,20 @@ def test_uniforms_are_uniform_and_seeded():
     assert not np.array_equal(u, uniforms_naive(6, 200_000))
 
 
+@pytest.mark.parametrize("other", [1, 2**32, 2**32 + 1, 12345], ids=["xor key +1", "multiplier", "both", "any"])
+def test_streams_of_nearby_seeds_are_not_shifted_copies(other):
+    """Two calls' uniforms share (almost) no value at any small lag: a stream H(i + k) would repeat its
+    neighbour's shifted by the key difference; H((i * k_mul) ^ k_xor) must not (nor collide for seeds < 2^63)."""
+    seed = 2**40 + 777
+    a, b = uniforms_naive(seed, 50_000), uniforms_naive(seed + other, 50_000)
+    for lag in range(0, 40):
+        same = np.mean(a[lag:] == b[:b.size - lag]) if lag else np.mean(a == b)
+        assert same < 1e-3, f"lag {lag}: {same:.1%} equal"
+        same = np.mean(b[lag:] == a[:a.size - lag]) if lag else same
+        assert same < 1e-3
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.03
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.integers(1, 7), min_size=1, max_size=4), st.integers(0, 2**63 - 1),
        st.sampled_from([np.float32, np.float64]), st.sampled_from([0.5, 0.85, 0.99]), st.integers(0, 2**31))
