@@ -10,6 +10,8 @@ for sweep in "$out"/*/; do
     [ -f "$sweep/sweep.json" ] || continue
     for run in "$sweep"runs/*/; do
         [ -f "$run/summary.json" ] || continue
+        # only finished runs (an interrupted run's summary says so: it restarts from its local checkpoint)
+        grep -q '"status": "\(completed\|diverged\)"' "$run/summary.json" || continue
         git add "$run"summary.json "$run"metrics.jsonl "$run"config.json "$run"cost.json 2>/dev/null && added=1
     done
     git add "$sweep/sweep.json"
