@@ -38,15 +38,17 @@ from a Generator would mean ~40 M draws (and 320 MB written and read) per
 ResNet-20 step at batch 128, as much time as the convolutions. So the kernel
 takes one 64-bit ``seed`` (the method draws it from its own Generator per
 call) and makes entry i's uniform with a counter-based hash: Wellons'
-``lowbias32`` integer hash H of the counter, scrambled by the seed's two
-32-bit halves, ``h = H((i * k_mul) XOR k_xor)`` with k_mul the high half made
-odd (so ``i -> i * k_mul`` is a bijection of uint32), whose top 24 bits give
-``u = (h >> 8) / 2^24`` (exact in float32). The multiplier is there so that two
-calls' streams are not shifted copies of one sequence (as ``H(i + k)``'s
-would be): with different multipliers they visit H's inputs in different
-orders. (Until 2026-12-03 two rounds, ``H(H(i XOR k_lo) + k_hi)``: the pruning
-kernel took 4.3 ns per entry on one thread, 2.5 with one round; the tests of
-the uniforms' histogram, Lemma 1 and the density oracle pass with either.) Reproducible, independent of the thread count, and the
+``lowbias32`` integer hash H of the counter scrambled by two keys from the
+seed, ``h = H((i * k_mul) XOR k_xor)`` (k_xor: the seed's low 32 bits; k_mul:
+bits 32-62, shifted up and made odd, so ``i -> i * k_mul`` is a bijection of
+uint32), whose top 24 bits give ``u = (h >> 8) / 2^24`` (exact in float32).
+The multiplier is there so that two calls' streams are not shifted copies of
+one sequence (as ``H(i + k)``'s would be): with different multipliers they
+visit H's inputs in different orders (tests/test_dbtd.py checks nearby
+seeds). Until 2026-12-03 the hash had two rounds, ``H(H(i XOR k_lo) + k_hi)``:
+4.3 ns per entry on one thread against 2.5 now; the uniforms' histogram,
+Lemma 1 and the density oracle pass with either. Reproducible, independent
+of the thread count, and the
 same in the NumPy reference (:func:`uniforms_naive`). Why 32-bit: the hash
 is computed for *every* entry (a branch on ``|g| < tau`` per entry costs more
 than the hash it saves, and a select-only loop vectorizes), so its price is
