@@ -199,12 +199,22 @@ def _tables(rep):
     if rec_rows:
         tables.append(("Method records (summary.json method_records, mean over seeds)",
                        ["configuration", "record", "value"], rec_rows))
-    cl_rows = [[cl["config"], cl["id"], cl["verdict"], cl["claim"], f"{cl['paper']}, {cl['source']}", cl["shape"],
-                "; ".join(f"{x['metric']}: {x['why']}" for x in cl["checks"])] for cl in rep["claims"]]
+    cl_rows = [[cl["config"], cl["id"], cl["verdict"], _against(cl), cl["claim"], f"{cl['paper']}, {cl['source']}",
+                cl["shape"], "; ".join(f"{x['metric']}: {x['why']}" for x in cl["checks"])] for cl in rep["claims"]]
     tables.append(("The papers' claims beside this sweep",
-                   ["configuration", "claim", "verdict", "the paper says", "source", "shape a small run can show",
-                    "this sweep"], cl_rows or [["(no configuration of this sweep matches a claim)"] + [""] * 6]))
+                   ["configuration", "claim", "verdict", "compared with", "the paper says", "source",
+                    "shape a small run can show", "this sweep"],
+                   cl_rows or [["(no configuration of this sweep matches a claim)"] + [""] * 7]))
     return tables
+
+
+def _against(cl):
+    """What a claim's configuration was compared with: its baseline, or the configuration at equal energy."""
+    if cl.get("baseline") is None:
+        return "none found"
+    if cl.get("reference") == "equal-energy" and cl.get("energy_ratio"):
+        return f"{cl['baseline']} (equal energy: ratio {cl['energy_ratio']:.2f})"
+    return cl["baseline"]
 
 
 def _note(rep):

@@ -13,7 +13,10 @@ What it computes, all from the runs' own files (``summary.json``,
   counts (strings, e.g. WUS epoch kinds);
 * claims (``claims.toml`` in this package): each claim whose method matches a
   configuration is checked against that configuration's baseline (the same
-  arguments with ``method = "baseline"``). Accuracy differences are compared
+  arguments with ``method = "baseline"``), or, where the paper compares at
+  equal energy (``reference = "equal-energy"``: E2-Train's SMD against SMB,
+  SLU against stochastic depth), against the configuration of the named
+  methods whose training energy is within 10% of its own. Accuracy differences are compared
   with the *noise*: the larger of the two configurations' seed spreads, and
   at least one test image (1/1017 = 0.1 point on the CIFAR-10 slice). A
   difference smaller than the noise is reported as "within noise", never as
@@ -198,11 +201,14 @@ def _method_options(methods: list) -> dict | None:
     return {m.name: m.options() for m in built}
 
 
+def _names(config: Config) -> list:
+    return sorted(m.partition(":")[0].strip() for m in config.methods)
+
+
 def matches(claim: dict, config: Config) -> bool:
     if config.is_baseline:
         return False
-    names = sorted(m.partition(":")[0].strip() for m in config.methods)
-    if names != sorted(claim["methods"]):
+    if _names(config) != sorted(claim["methods"]):
         return False
     want = claim.get("options") or {}
     if want:
@@ -269,11 +275,57 @@ def metric_value(metric: str, config: Config, base: Config | None):
     raise SweepError(f"claims: unknown metric {metric!r}")
 
 
+ENERGY_TOLERANCE = 0.10   # "equal energy": mean training energies within 10% of each other
+
+
+def equal_energy_reference(config: Config, configs: list, against: list | None = None):
+    """The configuration to compare ``config`` with at equal training energy, and its energy ratio.
+
+    E2-Train compares at equal energy, not at equal epochs: SMD for 4/3 of the iterations against SMB for 2/3
+    (Sec. 4.2, Fig. 3a), SLU against stochastic depth at the same energy (Sec. 4.3, Fig. 4). The candidates are
+    the configurations of the ``against`` methods (names; the baseline when None) that agree with ``config`` on
+    every argument neither case sets itself (so a case's own epochs and milestones may differ); of those with
+    completed runs, the one whose mean training energy (the ledger's, ``energy_j.total``) is nearest to
+    ``config``'s. Returns ``(reference, ratio)`` with ratio = config's energy / the reference's, or
+    ``(None, nearest ratio or None)`` when no candidate lies within :data:`ENERGY_TOLERANCE`."""
+    def rest(c, drop):
+        return {k: v for k, v in c.args.items() if k not in drop}
+    mine = config.stats.get("energy_j", {}).get("mean")
+    if not mine:
+        return None, None
+    best, best_ratio = None, None
+    for c in configs:
+        if c is config or not (c.is_baseline if against is None else _names(c) == sorted(against)):
+            continue
+        drop = {"method"} | _case_keys(config) | _case_keys(c)
+        theirs = c.stats.get("energy_j", {}).get("mean")
+        if rest(c, drop) != rest(config, drop) or not c.done or not theirs:
+            continue
+        ratio = mine / theirs
+        if best_ratio is None or abs(math.log(ratio)) < abs(math.log(best_ratio)):
+            best, best_ratio = c, ratio
+    if best is None or abs(best_ratio - 1.0) > ENERGY_TOLERANCE:
+        return None, best_ratio
+    return best, best_ratio
+
+
 def check_claim(claim: dict, config: Config, configs: list) -> dict:
-    base = baseline_of(config, configs)
+    """One claim checked against ``config``: against its baseline (the same arguments, method "baseline"), or,
+    for a claim with ``reference = "equal-energy"``, against the configuration of the claim's ``against``
+    methods at equal training energy (:func:`equal_energy_reference`)."""
+    ratio = None
+    if claim.get("reference") == "equal-energy":
+        base, ratio = equal_energy_reference(config, configs, claim.get("against"))
+        what = "+".join(claim.get("against") or ["baseline"])
+        missing = f"no completed {what} configuration at equal training energy (within " \
+                  f"{100 * ENERGY_TOLERANCE:.0f}%" + (f"; the nearest is at {ratio:.2f}x" if ratio else "") + ")"
+    else:
+        base = baseline_of(config, configs)
+        missing = "no completed baseline run of this configuration"
     out = {"id": claim["id"], "config": config.label, "paper": claim["paper"], "source": claim["source"],
            "claim": claim["claim"], "shape": claim["shape"], "checks": [],
-           "baseline": base.label if base else None}
+           "baseline": base.label if base else None,
+           "reference": claim.get("reference", "same arguments"), "energy_ratio": ratio}
     nz = noise(config, base) if base is not None and base.done and config.done else None
     out["noise"] = nz
     verdicts = []
@@ -283,8 +335,7 @@ def check_claim(claim: dict, config: Config, configs: list) -> dict:
         row = {"metric": m, "value": v}
         if v is None:
             row["verdict"] = "not testable"
-            row["why"] = "no completed baseline run of this configuration" if base is None or not base.done \
-                else "no completed run"
+            row["why"] = missing if base is None or not base.done else "no completed run"
         else:
             ok, why = True, []
             loose = nz if m == "acc_delta" and nz is not None else 0.0
