@@ -37,7 +37,8 @@ def fake_state(model, epoch=0, lr=0.1, acc=0.5):
 
 
 def small_trainer(methods, arch="convnet-small", epochs=2, n_train=128, n_test=40, batch=32, lr=0.02,
-                  schedule="constant", milestones=None, ledger=True, val_images=0, run_dir=None, seed=0):
+                  schedule="constant", milestones=None, ledger=True, val_images=0, run_dir=None, seed=0,
+                  augment="none"):
     """A Trainer on a small synthetic dataset, with the methods attached as ``build_run`` does."""
     from minicnn.cost import Ledger
     from minicnn.data import synthetic
@@ -53,4 +54,5 @@ def small_trainer(methods, arch="convnet-small", epochs=2, n_train=128, n_test=4
     led = Ledger(model) if ledger else None
     sched = make_schedule(schedule, lr, epochs, milestones=milestones)
     return Trainer(model, ds, opt, sched, epochs, batch_size=batch, methods=methods, ledger=led,
-                   run_dir=run_dir, seed=seed, progress=False, verbose=False, val_images=val_images)
+                   run_dir=run_dir, seed=seed, progress=False, verbose=False, val_images=val_images,
+                   augment=augment)

@@ -64,9 +64,10 @@ def test_start_after_the_run_is_refused_before_training():
 
 
 def test_options_are_typed_and_described():
-    m = parse_method_spec("swa:start=0.5,freq=2,bn_update=false")
-    assert (m.start, m.freq, m.bn_update) == (0.5, 2, False)
-    assert m.describe() == "swa:start=0.5,freq=2,bn_update=False"
+    m = parse_method_spec("swa:start=0.5,freq=2,bn_update=false,bn_augment=false")
+    assert (m.start, m.freq, m.bn_update, m.bn_augment) == (0.5, 2, False, False)
+    assert m.describe() == "swa:start=0.5,freq=2,bn_update=False,bn_augment=False"
+    assert parse_method_spec("swa").bn_augment is True
 
 
 # -- the running average (pure) -------------------------------------------------------------------------
@@ -97,7 +98,13 @@ def _state(model, epochs, ds=None, batch=32, ledger=None, status="completed"):
     mean, std = channel_stats(ds.train_x)
     st = SimpleNamespace(model=model, epochs=epochs, epoch=0, ledger=ledger, status=status, weights_replaced=None,
                          batch_size=batch)
-    st.training_batches = lambda: BatchIterator(ds.train_x, ds.train_y, batch, shuffle=False, mean=mean, std=std)
+    st.passes = []
+
+    def training_batches(augment=False, seed=None):       # as TrainState's (no --augment here)
+        st.passes.append((augment, seed))
+        return BatchIterator(ds.train_x, ds.train_y, batch, shuffle=augment, mean=mean, std=std,
+                             seed=0 if seed is None else seed)
+    st.training_batches = training_batches
     return st, ds, mean, std
 
 
@@ -154,13 +161,13 @@ class _GrabBNInputs(Hook):
         return x
 
 
-def _independent_bn_stats(model, ds, mean, std, batch):
-    """A fresh train-mode pass over the training images (in order, unaugmented): per BatchNorm the average
-    over images of each batch's channel mean and unbiased variance (Izmailov et al.'s bn_update)."""
+def _independent_bn_stats(model, ds, mean, std, batch, shuffle=False, seed=0):
+    """A fresh train-mode pass over the training images (in order, or shuffled with ``seed``): per BatchNorm the
+    average over images of each batch's channel mean and unbiased variance (Izmailov et al.'s bn_update)."""
     grab = _GrabBNInputs()
     model.set_hooks(HookList([grab]))
     model.train()
-    for x, _ in BatchIterator(ds.train_x, ds.train_y, batch, shuffle=False, mean=mean, std=std):
+    for x, _ in BatchIterator(ds.train_x, ds.train_y, batch, shuffle=shuffle, mean=mean, std=std, seed=seed):
         model.forward(x)
     out = {}
     for name, xs in grab.x.items():
@@ -171,8 +178,8 @@ def _independent_bn_stats(model, ds, mean, std, batch):
     return out
 
 
-@pytest.mark.parametrize("arch", ["resnet8", "convnet-small"])
-def test_batchnorm_update_equals_a_fresh_pass_computed_independently(arch, rng):
+@pytest.mark.parametrize("arch,augment", [("resnet8", False), ("convnet-small", False), ("resnet8", True)])
+def test_batchnorm_update_equals_a_fresh_pass_computed_independently(arch, augment, rng):
     model = build(arch, num_classes=10, seed=3)
     for m in model.modules():                         # statistics that are certainly wrong before the update
         if isinstance(m, BatchNorm2d):
@@ -181,14 +188,17 @@ def test_batchnorm_update_equals_a_fresh_pass_computed_independently(arch, rng):
     twin = build(arch, num_classes=10, seed=3)
     twin.load_state_dict(model.state_dict())
     state, ds, mean, std = _state(model, epochs=1, batch=40)   # 96 images: batches of 40, 40 and 16
-    swa = SWA(start=1)
+    swa = SWA(start=1, bn_augment=augment)
+    swa.rng = np.random.default_rng(7)
+    seed = int(np.random.default_rng(7).integers(2**31)) if augment else 0    # the pass's seed: the method's stream
     swa.on_train_begin(state)
     weights = {k: v.copy() for k, v in model.state_dict().items() if "running" not in k}
     swa.on_epoch_end(state)
     swa.on_train_end(state)
     rec = swa.summary_record(state)["bn_update"]
-    assert rec["images"] == 96 and rec["batches"] == 3 and rec["not_run"] == []
-    want = _independent_bn_stats(twin, ds, mean, std, batch=40)
+    assert rec["images"] == 96 and rec["batches"] == 3 and rec["not_run"] == [] and rec["augmented"] is augment
+    assert state.passes == [(augment, seed)]
+    want = _independent_bn_stats(twin, ds, mean, std, batch=40, shuffle=augment, seed=seed)
     bns = {m.name: m for m in model.modules() if isinstance(m, BatchNorm2d)}
     assert set(want) == set(bns)
     for name, (mu, var) in want.items():
@@ -197,6 +207,23 @@ def test_batchnorm_update_equals_a_fresh_pass_computed_independently(arch, rng):
         assert bns[name].momentum == 0.1 and bns[name].training          # restored (the model was training)
     for k, v in weights.items():                                          # the pass changed no weight
         assert np.array_equal(model.state_dict()[k], v), k
+
+
+def test_the_trainer_s_pass_is_the_run_s_augmentation_from_a_stream_of_its_own():
+    """TrainState.training_batches(augment=True): shuffled and augmented with the run's --augment, from the seed
+    it is given (the same seed, the same pass; another seed, another), never the trainer's own stream."""
+    tr = small_trainer([], arch="convnet-small", epochs=1, n_train=64, n_test=20, batch=32, augment="flip,crop")
+    st = tr.state
+    plain = np.concatenate([x for x, _ in st.training_batches()])
+    a1 = [x for x, _ in st.training_batches(augment=True, seed=3)]
+    a2 = [x for x, _ in st.training_batches(augment=True, seed=3)]
+    b = [x for x, _ in st.training_batches(augment=True, seed=4)]
+    assert len(a1) == 2 and all(np.array_equal(p, q) for p, q in zip(a1, a2))
+    assert not all(np.array_equal(p, q) for p, q in zip(a1, b))
+    ds = tr.dataset
+    in_order = BatchIterator(ds.train_x, ds.train_y, 32, shuffle=False, mean=tr.mean, std=tr.std)
+    assert np.array_equal(plain, np.concatenate([x for x, _ in in_order]))   # augment=False: in order, as before
+    assert not np.array_equal(np.sort(np.concatenate(a1), axis=None), np.sort(plain, axis=None))   # augmented
 
 
 def test_the_pass_runs_other_methods_hooks_as_at_evaluation_and_keeps_fp32_masters(rng):

@@ -81,7 +81,7 @@ class TrainState:
     stop_training: bool = _field("methods; the Trainer on resume", "always: True ends the run after this epoch",
                                  WRITE, False)
     batch_size: int = _field(_START, "always: the training batch size", READ, 0)
-    train_set: Any = _field(_START, "always: (uint8 images, labels, mean, std) of the training images; "
+    train_set: Any = _field(_START, "always: (uint8 images, labels, mean, std, augment) of the training images; "
                             "read it through training_batches()")
     status: Any = _field("the Trainer after the last epoch", "on_train_end: \"completed\" or \"diverged\" "
                          "(None while training)")
@@ -128,14 +128,20 @@ class TrainState:
         """Accuracy a controller should read for ``history[epoch]`` (validation when there is one)."""
         return self.history[epoch][self.control_metric] if self.history else None
 
-    def training_batches(self, batch_size: int | None = None):
-        """(x, y) batches of the training images in order, normalized as in training, not augmented.
+    def training_batches(self, batch_size: int | None = None, augment: bool = False, seed: int | None = None):
+        """(x, y) batches of the training images, normalized as in training.
 
-        A method's own pass over the training set (SWA's BatchNorm update); its cost is the method's to count.
+        ``augment=False``: every image once, in order, not augmented. ``augment=True``: one pass as training
+        makes it, shuffled and augmented with the run's ``--augment``, drawn from ``seed`` (a stream of its own,
+        not the trainer's: the same seed gives the same pass). A method's own pass over the training set (SWA's
+        BatchNorm update); its cost is the method's to count.
         """
         from ..data import BatchIterator
-        x, y, mean, std = self.train_set
-        return BatchIterator(x, y, batch_size or self.batch_size, shuffle=False, mean=mean, std=std)
+        x, y, mean, std, aug = self.train_set
+        if not augment:
+            return BatchIterator(x, y, batch_size or self.batch_size, shuffle=False, mean=mean, std=std)
+        return BatchIterator(x, y, batch_size or self.batch_size, shuffle=True, augment=aug, mean=mean, std=std,
+                             seed=0 if seed is None else int(seed))
 
 
 FIELDS = tuple(f for f in dataclasses.fields(TrainState) if not f.name.startswith("_"))
@@ -144,8 +150,9 @@ DERIVED = (("x", "the Trainer before each batch", "on_batch_begin to on_batch_en
             READ),
            ("control_metric", "(from has_val)", "always: \"val_acc\" or \"test_acc\"", READ),
            ("control_acc(epoch=-1)", "(from history)", "on_epoch_end: the accuracy controllers decide from", READ),
-           ("training_batches(batch_size=None)", "(from train_set)",
-            "always: the training images in order, normalized, not augmented", READ))
+           ("training_batches(batch_size=None, augment=False, seed=None)", "(from train_set)",
+            "always: the training images normalized; in order and not augmented, or (augment=True) "
+            "shuffled and augmented as training does", READ))
 _METHOD_WRITABLE = frozenset(f.name for f in FIELDS if f.metadata["methods"] == WRITE)
 
 

@@ -169,7 +169,7 @@ class Trainer:
                                 has_val=len(self.val_y) > 0)
         self.state.schedule = schedule   # read-only for methods (wus-lr refuses a schedule that changes every epoch)
         self.state.batch_size = batch_size
-        self.state.train_set = (dataset.train_x, dataset.train_y, self.mean, self.std)
+        self.state.train_set = (dataset.train_x, dataset.train_y, self.mean, self.std, self.train_iter.augment)
         self._final_eval = None       # the evaluation after on_train_end, when a method replaced the weights
         self._epoch_records: dict[str, list] = {k: [] for k in self.keys}
         self._last_good = None        # weights at the end of the last finished epoch (for divergence)
