@@ -368,6 +368,18 @@ def test_method_records_are_flattened():
                              "wus.frozen": 1.0, "wus.nw.conv1": 0.5}
 
 
+def test_a_string_record_counts_by_its_kind_with_numbers_folded():
+    """LARS-skip's reasons carry the nw value of the epoch: one row per kind of decision, not one per value."""
+    from minicnn.sweep.results import _flatten
+    reasons = ["l* = conv4 (nw 41.5 > 40)", "l* = conv4 (nw 1.2e+03 > 40)", "l* = conv2 (nw 40.6 > 40)",
+               "accuracy fell: full epoch (\u00a7IV)", "l* = layer1.0.conv2 (nw 3 > 2)"]
+    rec = {"lars-skip": {"per_epoch": [{"epoch": i + 1, "reason": r} for i, r in enumerate(reasons)]}}
+    assert _flatten(rec) == {"lars-skip.per_epoch.reason=l* = conv4 (nw # > #) (epochs)": 2.0,
+                             "lars-skip.per_epoch.reason=l* = conv2 (nw # > #) (epochs)": 1.0,
+                             "lars-skip.per_epoch.reason=accuracy fell: full epoch (\u00a7IV) (epochs)": 1.0,
+                             "lars-skip.per_epoch.reason=l* = layer1.0.conv2 (nw # > #) (epochs)": 1.0}
+
+
 def test_mean_std_and_pareto():
     assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2)))
     assert mean_std([5.0]) == (5.0, 0.0) and mean_std([None]) == (None, None)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 
@@ -152,7 +153,9 @@ def _summarise(c: Config):
 def _flatten(d, prefix=""):
     """Numbers of a method record, by dotted name; a ``per_epoch`` list becomes the epoch mean of
     each numeric field (``per_epoch.FIELD (epoch mean)``) and the count of each string value
-    (``per_epoch.FIELD=VALUE (epochs)``, e.g. WUS's epoch kinds)."""
+    (``per_epoch.FIELD=VALUE (epochs)``, e.g. WUS's epoch kinds). A string's numbers are folded to ``#``
+    first (:func:`_kind`): LARS-skip's reason "l* = conv4 (nw 41.5 > 40)" counts as "l* = conv4 (nw # > #)",
+    one row per kind of decision rather than one per value."""
     out = {}
     for k, v in d.items():
         name = f"{prefix}{k}"
@@ -167,6 +170,15 @@ def _flatten(d, prefix=""):
     return out
 
 
+#: a number standing alone in a string (not the digit of a name such as conv4 or layer1.0)
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
+
+
+def _kind(text: str) -> str:
+    """A per-epoch string record with its numbers folded to ``#`` (the kind of decision it names)."""
+    return _NUMBER.sub("#", text)
+
+
 def _per_epoch(epochs, name):
     nums, counts = {}, {}
     for rec in epochs:
@@ -176,7 +188,7 @@ def _per_epoch(epochs, name):
             if k == "epoch":                 # the epoch number itself is not a record
                 continue
             if isinstance(v, bool) or isinstance(v, str):
-                key = f"{name}.{k}={str(v).lower() if isinstance(v, bool) else v} (epochs)"
+                key = f"{name}.{k}={str(v).lower() if isinstance(v, bool) else _kind(v)} (epochs)"
                 counts[key] = counts.get(key, 0) + 1
             elif isinstance(v, (int, float)) and math.isfinite(v):
                 nums.setdefault(f"{name}.{k} (epoch mean)", []).append(float(v))
