@@ -133,6 +133,17 @@ def test_transform_kernels_are_the_matrices(rng):
                                                   Y[:rows, :cols])
 
 
+def test_weight_transform_is_g_w_gt_per_filter(rng):
+    """U[:, o, c] is G w[o, c] G^T as a 4x4 (xi = 4a + b), and dW[o, c] is G^T dU[:, o, c] G, filter by filter."""
+    w = rng.standard_normal((3, 2, 3, 3))
+    dU = rng.standard_normal((16, 3, 2))
+    U, dW = Wg.weight_transform(w, np.float64), Wg.weight_grad_transform(dU)
+    for o in range(3):
+        for c in range(2):
+            np.testing.assert_allclose(U[:, o, c].reshape(4, 4), Wg.G @ w[o, c] @ Wg.G.T, rtol=1e-14, atol=1e-15)
+            np.testing.assert_allclose(dW[o, c], Wg.G.T @ dU[:, o, c].reshape(4, 4) @ Wg.G, rtol=1e-14, atol=1e-15)
+
+
 def test_weight_transforms_are_adjoint(rng):
     """<G w G^T, dU> == <w, G^T dU G>: the weight-gradient transform is the transpose of the weight transform."""
     w = rng.standard_normal((3, 2, 3, 3))

@@ -133,15 +133,16 @@ def tiles(H_out: int, W_out: int) -> tuple[int, int]:
 def weight_transform(w: np.ndarray, dtype) -> np.ndarray:
     """U (16, O, C) = G w[o, c] G^T for w (O, C, 3, 3), formed in float64 and rounded once to ``dtype``."""
     O, C = w.shape[:2]
-    U = np.einsum("ai,ocij,bj->abo" "c", G, w.astype(np.float64), G)
-    return np.ascontiguousarray(U.reshape(ALPHA * ALPHA, O, C), dtype=dtype)
+    U = np.matmul(np.matmul(G, w.astype(np.float64)), G.T)          # (O, C, 4, 4): G w[o, c] G^T, batched
+    # (two batched matmuls: the same float64 sums as einsum("ai,ocij,bj->aboc"), 2-3x quicker at ResNet shapes)
+    return np.ascontiguousarray(U.reshape(O, C, ALPHA * ALPHA).transpose(2, 0, 1), dtype=dtype)
 
 
 def weight_grad_transform(dU: np.ndarray) -> np.ndarray:
     """dW (O, C, 3, 3) = G^T dU[:, o, c] G for dU (16, O, C): the adjoint of :func:`weight_transform`."""
     _, O, C = dU.shape
-    dW = np.einsum("ai,aboc,bj->ocij", G, dU.reshape(ALPHA, ALPHA, O, C).astype(np.float64), G)
-    return dW.astype(dU.dtype)
+    d = dU.astype(np.float64).transpose(1, 2, 0).reshape(O, C, ALPHA, ALPHA)     # d[o, c] = dU[:, o, c] as 4x4
+    return np.matmul(np.matmul(G.T, d), G).astype(dU.dtype)
 
 
 def error_bound(x, w, dy, padding, dtype):
