@@ -58,7 +58,11 @@ def controller_cells(c, m):
             + (f", updates skipped (Eq. 1) {skipped:.1%}" if skipped is not None else "") + times
     if meth == "lars-skip":
         k = [r.get("lars-skip", {}).get("frozen_convs", 0) for r in recs]
-        return f"{sum(1 for x in k if x)} epochs with a frozen prefix; frozen convs per epoch {k}"
+        t_frozen = [e["train_time_s"] for e, x in zip(m, k) if x]
+        t_full = [e["train_time_s"] for e, x in zip(m, k) if not x]
+        times = (f"; median epoch {statistics.median(t_frozen):.1f} s with a frozen prefix / "
+                 f"{statistics.median(t_full):.1f} s full" if t_frozen and t_full else "")
+        return f"{sum(1 for x in k if x)} epochs with a frozen prefix; frozen convs per epoch {k}" + times
     return ""
 
 
