@@ -145,3 +145,32 @@ def test_in_place_all_zero_and_thread_count_independent():
     assert tau == 0 and nnz_in == nnz_out == 0 and np.all(z == 0)
     with pytest.raises(ValueError):
         dbtd_prune(g, 1.0, 1)
+
+
+def test_the_ledger_reads_the_pruning_kernels_count_for_that_array_only():
+    """note_nonzeros: the ledger takes the writer's count for the very array it was given, counts anything else
+    (a copy, a view, a later array), and a gradprune run's totals are the same with the note as without it."""
+    import minicnn.cost.counts as C
+    from minicnn.cost.counts import Tensor, note_nonzeros
+    from minicnn.cost.formats import TensorFormat
+    sparse = TensorFormat(sparse=True)
+    g = np.array([[0.0, 1.0], [2.0, 0.0]], dtype=np.float32)
+    note_nonzeros(g, 7)                                   # a deliberately wrong count: shows which path was taken
+    assert Tensor.of(g, sparse).nnz == 7
+    assert Tensor.of(g.copy(), sparse).nnz == 2 and Tensor.of(g.reshape(-1), sparse).nnz == 2
+    assert Tensor.of(g).nnz is None                       # dense formats never count
+    h = g + 0
+    note_nonzeros(h, 2)
+    assert Tensor.of(g, sparse).nnz == 2                  # one slot: g's note is gone
+
+    from _method_helpers import small_trainer
+    totals = []
+    real = C._noted_nonzeros
+    try:
+        for noted in (real, lambda a: None):
+            C._noted_nonzeros = noted
+            s = small_trainer(["gradprune"], arch="resnet8", epochs=1, n_train=64, n_test=16, batch=32).fit()
+            totals.append((s["macs"], s["bytes"], s["energy_j"]))
+    finally:
+        C._noted_nonzeros = real
+    assert totals[0] == totals[1]
