@@ -97,7 +97,7 @@ does not do; ``extra_work = True``):
 Records: per epoch ``snapshot`` (taken after this epoch), ``snapshots`` (so
 far) and ``first_snapshot_epoch``; in the summary the snapshot epochs,
 whether the average was swapped in, the BatchNorm pass (images, batches,
-layers updated, layers that did not run) and the work counted for SWA.
+whether augmented and the seed of its order and augmentation, layers updated, layers that did not run) and the work counted for SWA.
 """
 from __future__ import annotations
 
@@ -313,7 +313,7 @@ class SWA(Method):
                 model.train()
         self._work["forward"] += enter.work
         not_run = [b.name for b in bns if enter.seen[id(b)] == 0]
-        return {"images": images, "batches": batches, "augmented": self.bn_augment,
+        return {"images": images, "batches": batches, "augmented": self.bn_augment, "seed": seed,
                 "batchnorm_layers": len(bns) - len(not_run), "not_run": not_run}
 
     def _count_params(self, model, what: str) -> None:
