@@ -223,3 +223,25 @@ def test_all_zero_signed_tensor_gives_positive_zeros_as_the_reference():
     x = np.zeros((2, 5), dtype=np.float32)
     q = fixed_point(x, 8, gradient_range(x), True, msb_bits=4)
     assert not np.signbit(q.value).any() and not np.signbit(q.msb).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_ranges_on_the_parallel_path_equal_the_numpy_definitions(dtype):
+    """Above SERIAL_BELOW entries the range pass runs on numba's threads: the same results, bit for bit
+    (a row holding only zeros and -0.0, a row with one subnormal, the rest random)."""
+    from minicnn.quant import activation_range_and_sign
+    from minicnn.quant.fixed import SERIAL_BELOW
+    from minicnn.quant.reference import activation_range_naive, gradient_range_naive, weight_range_naive
+    rng = np.random.default_rng(5)
+    x = np.abs(rng.standard_normal((8, 4, 64, 64))).astype(dtype)
+    assert x.size >= SERIAL_BELOW
+    x[1] = 0.0
+    x[1, 0, 0, 0] = -0.0
+    x[2] = 0.0
+    x[2, 3, 7, 9] = np.finfo(dtype).smallest_subnormal
+    r, signed = activation_range_and_sign(x)
+    assert (r, signed) == activation_range_naive(x) and not signed
+    x[5, 1, 2, 3] = -7.5
+    assert activation_range_and_sign(x)[1] is True
+    np.testing.assert_array_equal(weight_range(x), weight_range_naive(x))
+    np.testing.assert_array_equal(gradient_range(x), gradient_range_naive(x))

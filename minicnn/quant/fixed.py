@@ -6,7 +6,7 @@ The grid (E2-Train's official quantizer, ``models/quantize.py``; §4.4 uses
     r     range of the tensor (or of one row of it), see the *_range functions
     lo    0 for a non-negative tensor (after a ReLU), -r otherwise
     step  (r - lo) / 2**b
-    code  q = round(clip((x - lo) / step, 0, 2**b - 1))      an integer in [0, 2**b - 1]
+    code  q = round(clip((x - lo) * (1 / step), 0, 2**b - 1))  an integer in [0, 2**b - 1]
     value q * step + lo
 
 ``round`` is round-half-to-even (``np.rint``, like ``torch.round`` in the
@@ -42,7 +42,10 @@ gradient        max|g| of the whole tensor                              (1,)
 
 Everything is computed in float64 (codes, steps, values) and the value is
 stored in the array's dtype; the official code computes in float32, so the
-last bit of a value can differ from it. What *is* exact is minicnn's own
+last bit of a value can differ from it. (x - lo) is multiplied by the
+float64 reciprocal of step rather than divided by step (since 2026-12-06:
+2.3x faster; v may differ from the quotient in its last float64 bit, which
+changes a code only when v lies within that bit of a rounding boundary). What *is* exact is minicnn's own
 consistency: the numba kernel here and the NumPy reference
 (:mod:`minicnn.quant.reference`) agree bit for bit (tests/test_quant.py).
 
@@ -88,7 +91,8 @@ def _fixed_point_loop(x, row_len, lo, step, qmax, unit, u, value_out, msb_out, c
         stop = min(start + _CHUNK, (r + 1) * row_len)
         s = step[r]
         l = lo[r]
-        xs = x[start:stop]
+        inv_s = 1.0 / s if s > 0.0 else 0.0     # multiply, not divide: a float64 division per entry was most of
+        xs = x[start:stop]                       # the pass (2.3x slower); the reference multiplies by it too
         if s <= 0.0:                                # all-zero range: code 0, value 0 * step + lo
             z = 0.0 * s + l                         # (+0.0 when lo is -0.0, as the reference has it)
             if want_v:
@@ -100,7 +104,7 @@ def _fixed_point_loop(x, row_len, lo, step, qmax, unit, u, value_out, msb_out, c
         elif not stochastic and want_v and not want_c and not want_m:
             vs = value_out[start:stop]              # the value alone (weights, fixed8's gradients)
             for i in range(xs.size):
-                v = (np.float64(xs[i]) - l) / s
+                v = (np.float64(xs[i]) - l) * inv_s
                 v = 0.0 if v < 0.0 else v           # clip (a NaN stays NaN, as np.clip leaves it)
                 v = qmax if v > qmax else v
                 vs[i] = np.rint(v) * s + l
@@ -108,7 +112,7 @@ def _fixed_point_loop(x, row_len, lo, step, qmax, unit, u, value_out, msb_out, c
             vs = value_out[start:stop]              # value and MSB predictor (PSG's x and g_y)
             ms = msb_out[start:stop]
             for i in range(xs.size):
-                v = (np.float64(xs[i]) - l) / s
+                v = (np.float64(xs[i]) - l) * inv_s
                 v = 0.0 if v < 0.0 else v
                 v = qmax if v > qmax else v
                 q = np.rint(v)
@@ -118,7 +122,7 @@ def _fixed_point_loop(x, row_len, lo, step, qmax, unit, u, value_out, msb_out, c
                 ms[i] = m * s + l
         else:
             for i in range(start, stop):            # everything else: stochastic rounding, codes
-                v = (np.float64(x[i]) - l) / s
+                v = (np.float64(x[i]) - l) * inv_s
                 v = 0.0 if v < 0.0 else v
                 v = qmax if v > qmax else v
                 if stochastic:
@@ -145,42 +149,55 @@ _fixed_point_kernel = njit(parallel=True, cache=True)(_fixed_point_loop)
 _fixed_point_serial = njit(cache=True)(_fixed_point_loop)
 
 
-def _row_absmax_min_loop(x2, absmax, minimum):
-    """absmax[r] = max_j |x2[r, j]| and minimum[r] = min_j x2[r, j], one pass over the (R, M) array.
+def _row_absmax_negative_loop(bits, mask, absmax_bits, negative):
+    """absmax_bits[r] = the bits of max_j |x2[r, j]|, negative[r] = any x2[r, j] < 0, one pass over the rows.
 
-    A NaN or inf anywhere in a row makes that row's absmax NaN (``grid`` then refuses it, as it
-    refuses NumPy's max of such a row). Max and min are exact, whatever the order.
+    ``bits`` is the float array seen as unsigned integers of its width (``x2.view(np.uint32)`` for float32,
+    uint64 for float64) and ``mask`` = all bits but the sign. It works on the bits because IEEE-754 orders
+    non-negative floats as their bit patterns order as integers (+0, subnormals, normals, then inf and the
+    NaNs above every finite value): clearing the sign bit gives |x|, and the integer max of those is the bits
+    of max|x| -- exact, and an integer max vectorizes where a float max with NaN semantics does not (3-5x
+    faster). A NaN or inf in a row shows as absmax bits at or above the exponent mask (handled by the
+    caller). x < 0 is "sign bit set and not -0.0".
     """
-    R, M = x2.shape
+    R, M = bits.shape
     for r in prange(R):
-        a = 0.0
-        mn = np.inf
-        bad = 0.0
+        a = bits.dtype.type(0)
+        neg = False
         for j in range(M):
-            v = np.float64(x2[r, j])
-            bad += v * 0.0                   # NaN iff some v is NaN or +-inf
-            av = abs(v)
-            if av > a:
-                a = av
-            if v < mn:
-                mn = v
-        absmax[r] = a if bad == 0.0 else np.nan
-        minimum[r] = mn
+            b = bits[r, j]
+            m = b & mask                  # |x| as bits
+            a = max(a, m)
+            neg |= (b > mask) & (m != 0)  # sign bit set, not -0.0
+        absmax_bits[r] = a
+        negative[r] = neg
 
 
-_row_absmax_min_kernel = njit(parallel=True, cache=True)(_row_absmax_min_loop)
-_row_absmax_min_serial = njit(cache=True)(_row_absmax_min_loop)
+_row_absmax_negative_kernel = njit(parallel=True, cache=True)(_row_absmax_negative_loop)
+_row_absmax_negative_serial = njit(cache=True)(_row_absmax_negative_loop)
+
+#: per float dtype: (the unsigned integer of its width, all bits but the sign, the exponent bits = +inf)
+_BITS = {np.dtype(np.float32): (np.uint32, 0x7FFFFFFF, 0x7F800000),
+         np.dtype(np.float64): (np.uint64, 0x7FFFFFFFFFFFFFFF, 0x7FF0000000000000)}
 
 
-def row_absmax_min(x2: np.ndarray):
-    """(max|x| per row, min x per row), float64 (R,) arrays, for a 2-D array (one fused pass)."""
+def row_absmax_negative(x2: np.ndarray):
+    """(max|x| per row as float64, NaN for a row with a NaN or inf; whether each row has an entry < 0), for a
+    2-D float32 or float64 array, in one pass (other dtypes: NumPy)."""
     x2 = np.ascontiguousarray(x2)
-    absmax = np.empty(x2.shape[0], dtype=np.float64)
-    minimum = np.empty(x2.shape[0], dtype=np.float64)
     if x2.size == 0:
         raise ValueError(f"the range of an empty tensor (shape {x2.shape}) is undefined")
-    (_row_absmax_min_serial if x2.size < SERIAL_BELOW else _row_absmax_min_kernel)(x2, absmax, minimum)
-    return absmax, minimum
+    if x2.dtype not in _BITS:
+        a = np.abs(x2).max(axis=1).astype(np.float64)
+        return np.where(np.isfinite(a), a, np.nan), (x2 < 0).any(axis=1)
+    uint, mask, inf = _BITS[x2.dtype]
+    absmax_bits = np.empty(x2.shape[0], dtype=uint)
+    negative = np.empty(x2.shape[0], dtype=np.bool_)
+    kernel = _row_absmax_negative_serial if x2.size < SERIAL_BELOW else _row_absmax_negative_kernel
+    kernel(x2.view(uint), uint(mask), absmax_bits, negative)
+    absmax = absmax_bits.view(x2.dtype).astype(np.float64)
+    absmax[absmax_bits >= uint(inf)] = np.nan
+    return absmax, negative
 
 
 class Quantized(NamedTuple):
@@ -211,18 +228,18 @@ def activation_range_and_sign(x: np.ndarray):
     The sign decides the grid of a conv input (signed when negative values occur, see
     :mod:`minicnn.methods.psg`); computing it with the range saves a pass over the tensor.
     """
-    absmax, minimum = row_absmax_min(_rows(x))
-    return np.array([absmax.mean()]), bool(minimum.size and minimum.min() < 0)
+    absmax, negative = row_absmax_negative(_rows(x))
+    return np.array([absmax.mean()]), bool(negative.any())
 
 
 def weight_range(w: np.ndarray) -> np.ndarray:
     """r = max|w| per output filter (first axis), shape (out_channels,), float64."""
-    return row_absmax_min(_rows(w))[0]
+    return row_absmax_negative(_rows(w))[0]
 
 
 def gradient_range(g: np.ndarray) -> np.ndarray:
     """r = max|g| of the whole tensor (shape (1,), float64)."""
-    absmax = row_absmax_min(_rows(g))[0]
+    absmax = row_absmax_negative(_rows(g))[0]
     return np.array([float(absmax.max())])
 
 

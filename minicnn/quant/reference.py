@@ -20,7 +20,8 @@ def fixed_point_naive(x, bits, lo, step, msb_bits=None, u=None):
     lo2, step2 = np.asarray(lo, np.float64)[:, None], np.asarray(step, np.float64)[:, None]
     live = np.broadcast_to(step2 > 0, x2.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
-        v = np.clip((x2 - lo2) / step2, 0.0, qmax)        # (x - lo) / step, clipped to [0, 2^b - 1]
+        v = np.clip((x2 - lo2) * (1.0 / step2), 0.0, qmax)  # (x - lo) / step, clipped to [0, 2^b - 1]
+        # (as the kernel computes it: times the float64 reciprocal of step, not a division)
     if u is None:
         q = np.rint(v)                                      # round half to even
     else:
@@ -41,7 +42,7 @@ def msb_truncate_naive(code, bits, msb_bits):
     return (np.asarray(code, dtype=np.int64) >> shift) << shift
 
 
-# -- ranges: the definitions the fused numba pass (minicnn.quant.fixed.row_absmax_min) is tested against --
+# -- ranges: the definitions the fused numba pass (minicnn.quant.fixed.row_absmax_negative) is tested against --
 def activation_range_naive(x):
     """Mean over the batch of each sample's max|x|, (1,) float64; and whether x has a negative entry."""
     N = x.shape[0]
