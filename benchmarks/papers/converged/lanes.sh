@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The converged sweeps (issue 18) in two background lanes, one thread each, at the lowest priority, so that the
+# machine stays usable for other work; every sweep resumes where it stopped (finished runs are skipped, an
+# interrupted run restarts from its local checkpoint, or from scratch when the checkpoint was not kept).
+#
+#   benchmarks/papers/converged/lanes.sh start      # lane 1: e2train; lane 2: wus, lars, then gradprune
+#   benchmarks/papers/converged/lanes.sh status     # the runs in progress and their epochs
+#   benchmarks/papers/converged/lanes.sh pause      # SIGSTOP every sweep process (before timing something)
+#   benchmarks/papers/converged/lanes.sh resume     # SIGCONT
+#   benchmarks/papers/converged/lanes.sh stop       # SIGINT: runs end "interrupted" and resume next time
+#
+# Logs: $LANES_LOG (default /tmp/minicnn-lanes). Commit what finished with commit_finished.sh.
+set -eu
+cd "$(dirname "$0")/../../.."
+ROOT=$(pwd)
+OUT=docs/measurements/converged
+LOG=${LANES_LOG:-/tmp/minicnn-lanes}
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+mkdir -p "$LOG"
+pattern="minicnn reproduce|minicnn train .*$OUT"
+
+lane() {   # lane NAME SWEEP...: the sweeps one after the other; wus's baselines are copied into lars first
+    local name=$1; shift
+    (
+        export MINICNN_NUM_THREADS=1 NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+        for sweep in "$@"; do
+            if [ "$sweep" = lars ]; then         # the same configuration as wus's baseline: the same run id
+                for d in "$OUT"/wus/runs/seed-*__method-baseline-*; do
+                    b=$(basename "$d")
+                    if [ ! -d "$OUT/lars/runs/$b" ] && grep -q '"status": "completed"' "$d/summary.json" 2>/dev/null; then
+                        mkdir -p "$OUT/lars/runs/$b"
+                        cp "$d"/summary.json "$d"/metrics.jsonl "$d"/config.json "$d"/cost.json "$OUT/lars/runs/$b/"
+                    fi
+                done
+            fi
+            nice -n 19 "$PY" -m minicnn reproduce "$sweep" --converged --out "$OUT/$sweep" --workers 1 \
+                --no-progress || break
+        done
+    ) >> "$LOG/$name.log" 2>&1 &
+}
+
+renice_loop() {   # keep every sweep process, and its autogroup, at nice 19 (a new run starts a new session)
+    (
+        while pgrep -f "$pattern" > /dev/null; do
+            for p in $(pgrep -f "minicnn train .*$OUT"); do
+                echo 19 > "/proc/$p/autogroup" 2>/dev/null || true
+                renice -n 19 -p "$p" > /dev/null 2>&1 || true
+            done
+            sleep 15
+        done
+    ) > /dev/null 2>&1 &
+}
+
+case "${1:-status}" in
+    start)
+        if pgrep -f "minicnn reproduce" > /dev/null; then
+            echo "lanes.sh: sweeps are already running (lanes.sh status)" >&2
+            exit 1
+        fi
+        lane lane1 e2train
+        lane lane2 wus lars gradprune
+        sleep 2
+        renice_loop
+        echo "started; logs in $LOG"
+        ;;
+    status)
+        for d in "$OUT"/*/runs/*/; do
+            grep -q '"status": "\(completed\|diverged\)"' "$d/summary.json" 2>/dev/null && continue
+            [ -f "$d/metrics.jsonl" ] || continue
+            echo "in progress or interrupted: ${d#"$OUT"/} ($(wc -l < "$d/metrics.jsonl") epochs)"
+        done
+        pgrep -af "minicnn reproduce" | sed 's/^/running: /' || echo "no sweep running"
+        ;;
+    pause) pkill -STOP -f "$pattern" || true ;;
+    resume) pkill -CONT -f "$pattern" || true ;;
+    stop) pkill -INT -f "minicnn reproduce" || true ;;
+    *) echo "usage: lanes.sh start|status|pause|resume|stop" >&2; exit 2 ;;
+esac
