@@ -68,9 +68,8 @@ def main(argv):
         return 2
     cols = list(MEMORY_LEVELS) + ["compute"]
     base = {c: statistics.mean(r[c] for r in cfgs["baseline"]) for c in cols}
-    print("Training energy J (ledger estimate) and, in brackets, the share saved against the baseline (+: less energy), "
-          "memory priced at each level "
-          "(compute: memory at 0)\n")
+    print("Training energy J (ledger estimate) and, in brackets, the share saved against the baseline "
+          "(+: less energy), memory priced at each level (compute: memory at 0)\n")
     print("| configuration | runs | " + " | ".join(cols) + " |")
     print("| --- | --- |" + " --- |" * len(cols))
     for label, rs in cfgs.items():
