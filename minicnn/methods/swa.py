@@ -97,7 +97,8 @@ does not do; ``extra_work = True``):
 Records: per epoch ``snapshot`` (taken after this epoch), ``snapshots`` (so
 far) and ``first_snapshot_epoch``; in the summary the snapshot epochs,
 whether the average was swapped in, the BatchNorm pass (images, batches,
-whether augmented and the seed of its order and augmentation, layers updated, layers that did not run) and the work counted for SWA.
+whether augmented and the seed of its order and augmentation, layers
+updated, layers that did not run) and the work counted for SWA.
 """
 from __future__ import annotations
 
