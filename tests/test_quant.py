@@ -245,3 +245,37 @@ def test_fused_ranges_on_the_parallel_path_equal_the_numpy_definitions(dtype):
     assert activation_range_and_sign(x)[1] is True
     np.testing.assert_array_equal(weight_range(x), weight_range_naive(x))
     np.testing.assert_array_equal(gradient_range(x), gradient_range_naive(x))
+
+
+def test_range_pass_edge_cases_a_negative_nan_and_integers():
+    """A NaN with its sign bit set (what x86 arithmetic makes) is not a negative entry, as for NumPy; an int8
+    -128 has |x| = 128 (cast before abs)."""
+    from minicnn.quant import activation_range_and_sign
+    from minicnn.quant.fixed import row_absmax_negative
+    from minicnn.quant.reference import activation_range_naive
+    x = np.ones((2, 3, 4, 4), np.float32)
+    x.reshape(-1)[50] = np.array([0xFFC00000], np.uint32).view(np.float32)[0]      # -nan
+    r, signed = activation_range_and_sign(x)
+    assert np.isnan(r[0]) and signed is False and activation_range_naive(x)[1] is False
+    absmax, negative = row_absmax_negative(np.array([[-128, 5]], np.int8))
+    assert absmax.tolist() == [128.0] and negative.tolist() == [True]
+
+
+def test_a_float64_step_with_no_reciprocal_divides():
+    """max|x| ~ 1e-310: step = r / 256 has no float64 reciprocal (1/step overflows); that row divides, kernel and
+    reference alike, and the grid is the division's."""
+    import warnings
+    from minicnn.quant.fixed import grid
+    from minicnn.quant.reference import fixed_point_naive
+    x = np.array([0.0, 1e-310, 5e-311])
+    r = gradient_range(x)
+    lo, step = grid(r, 8, False)
+    with np.errstate(over="ignore"):
+        assert np.isinf(1.0 / step[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        q = fixed_point(x, 8, r, False, msb_bits=4, want_code=True)
+        v, m, c = fixed_point_naive(x, 8, lo, step, msb_bits=4)
+    assert np.array_equal(q.value, v) and np.array_equal(q.msb, m) and np.array_equal(q.code, c)
+    assert q.code.tolist() == [0, 255, round(5e-311 / step[0])]
+    assert q.value[0] == 0.0 and np.all(np.isfinite(q.value))

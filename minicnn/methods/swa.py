@@ -66,10 +66,11 @@ Decisions, and where they come from (Izmailov et al.'s paper is not in
   2026-12-06). That was measured worse, and with PSG much worse: on resnet8,
   16 epochs, seed 0 (``benchmarks/papers/converged/swa_ablation.py``), the
   last epoch's weights scored 50.5% and 47.4% after an un-augmented pass,
-  50.7% after an augmented one (psg, lr 0.03); an un-augmented pass over the
+  50.6% after an augmented one (psg, lr 0.03); an un-augmented pass over the
   *test* images themselves gave 47.0%. The network's later layers (and
   PSG's 8-bit activation ranges) were fitted to statistics of augmented
-  batches; statistics of clean images move them off that. ``bn_update`` runs the whole model in train mode;
+  batches; statistics of clean images move them off that.
+  ``bn_update`` runs the whole model in train mode;
   here every layer runs in eval mode except that each BatchNorm computes its
   forward in train mode (batch statistics), and the run's other methods'
   layer hooks act as at evaluation: PSG's 8-bit forward (its activation ranges are the ones it

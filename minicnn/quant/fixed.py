@@ -91,8 +91,11 @@ def _fixed_point_loop(x, row_len, lo, step, qmax, unit, u, value_out, msb_out, c
         stop = min(start + _CHUNK, (r + 1) * row_len)
         s = step[r]
         l = lo[r]
-        inv_s = 1.0 / s if s > 0.0 else 0.0     # multiply, not divide: a float64 division per entry was most of
-        xs = x[start:stop]                       # the pass (2.3x slower); the reference multiplies by it too
+        # multiply by 1/step, not divide: a float64 division per entry was most of the pass (2.3x slower); the
+        # reference does the same. A step below ~2^-1024 has no float64 reciprocal: such a row divides.
+        inv_s = 1.0 / s if s > 0.0 else 0.0
+        divide = math.isinf(inv_s)
+        xs = x[start:stop]
         if s <= 0.0:                                # all-zero range: code 0, value 0 * step + lo
             z = 0.0 * s + l                         # (+0.0 when lo is -0.0, as the reference has it)
             if want_v:
@@ -101,14 +104,14 @@ def _fixed_point_loop(x, row_len, lo, step, qmax, unit, u, value_out, msb_out, c
                 code_out[start:stop] = 0
             if want_m:
                 msb_out[start:stop] = z
-        elif not stochastic and want_v and not want_c and not want_m:
+        elif not divide and not stochastic and want_v and not want_c and not want_m:
             vs = value_out[start:stop]              # the value alone (weights, fixed8's gradients)
             for i in range(xs.size):
                 v = (np.float64(xs[i]) - l) * inv_s
                 v = 0.0 if v < 0.0 else v           # clip (a NaN stays NaN, as np.clip leaves it)
                 v = qmax if v > qmax else v
                 vs[i] = np.rint(v) * s + l
-        elif not stochastic and want_v and not want_c and want_m:
+        elif not divide and not stochastic and want_v and not want_c and want_m:
             vs = value_out[start:stop]              # value and MSB predictor (PSG's x and g_y)
             ms = msb_out[start:stop]
             for i in range(xs.size):
@@ -121,8 +124,8 @@ def _fixed_point_loop(x, row_len, lo, step, qmax, unit, u, value_out, msb_out, c
                 m = qmax if m > qmax else m
                 ms[i] = m * s + l
         else:
-            for i in range(start, stop):            # everything else: stochastic rounding, codes
-                v = (np.float64(x[i]) - l) * inv_s
+            for i in range(start, stop):            # everything else: stochastic rounding, codes, a tiny step
+                v = (np.float64(x[i]) - l) / s if divide else (np.float64(x[i]) - l) * inv_s
                 v = 0.0 if v < 0.0 else v
                 v = qmax if v > qmax else v
                 if stochastic:
@@ -149,7 +152,7 @@ _fixed_point_kernel = njit(parallel=True, cache=True)(_fixed_point_loop)
 _fixed_point_serial = njit(cache=True)(_fixed_point_loop)
 
 
-def _row_absmax_negative_loop(bits, mask, absmax_bits, negative):
+def _row_absmax_negative_loop(bits, mask, inf, absmax_bits, negative):
     """absmax_bits[r] = the bits of max_j |x2[r, j]|, negative[r] = any x2[r, j] < 0, one pass over the rows.
 
     ``bits`` is the float array seen as unsigned integers of its width (``x2.view(np.uint32)`` for float32,
@@ -157,8 +160,8 @@ def _row_absmax_negative_loop(bits, mask, absmax_bits, negative):
     non-negative floats as their bit patterns order as integers (+0, subnormals, normals, then inf and the
     NaNs above every finite value): clearing the sign bit gives |x|, and the integer max of those is the bits
     of max|x| -- exact, and an integer max vectorizes where a float max with NaN semantics does not (3-5x
-    faster). A NaN or inf in a row shows as absmax bits at or above the exponent mask (handled by the
-    caller). x < 0 is "sign bit set and not -0.0".
+    faster). A NaN or inf in a row shows as absmax bits at or above ``inf``, the exponent mask (handled by
+    the caller). x < 0 is "sign bit set, not -0.0 and not a NaN" (x86 makes NaNs with the sign bit set).
     """
     R, M = bits.shape
     for r in prange(R):
@@ -168,7 +171,7 @@ def _row_absmax_negative_loop(bits, mask, absmax_bits, negative):
             b = bits[r, j]
             m = b & mask                  # |x| as bits
             a = max(a, m)
-            neg |= (b > mask) & (m != 0)  # sign bit set, not -0.0
+            neg |= (b > mask) & (m != 0) & (m <= inf)  # sign bit set, not -0.0, not a NaN (-inf is < 0)
         absmax_bits[r] = a
         negative[r] = neg
 
@@ -187,14 +190,14 @@ def row_absmax_negative(x2: np.ndarray):
     x2 = np.ascontiguousarray(x2)
     if x2.size == 0:
         raise ValueError(f"the range of an empty tensor (shape {x2.shape}) is undefined")
-    if x2.dtype not in _BITS:
-        a = np.abs(x2).max(axis=1).astype(np.float64)
+    if x2.dtype not in _BITS:                  # float16, integers (cast first: abs(-128) overflows in int8)
+        a = np.abs(x2.astype(np.float64)).max(axis=1)
         return np.where(np.isfinite(a), a, np.nan), (x2 < 0).any(axis=1)
     uint, mask, inf = _BITS[x2.dtype]
     absmax_bits = np.empty(x2.shape[0], dtype=uint)
     negative = np.empty(x2.shape[0], dtype=np.bool_)
     kernel = _row_absmax_negative_serial if x2.size < SERIAL_BELOW else _row_absmax_negative_kernel
-    kernel(x2.view(uint), uint(mask), absmax_bits, negative)
+    kernel(x2.view(uint), uint(mask), uint(inf), absmax_bits, negative)
     absmax = absmax_bits.view(x2.dtype).astype(np.float64)
     absmax[absmax_bits >= uint(inf)] = np.nan
     return absmax, negative

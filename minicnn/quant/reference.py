@@ -19,9 +19,10 @@ def fixed_point_naive(x, bits, lo, step, msb_bits=None, u=None):
     qmax = float(2 ** bits - 1)
     lo2, step2 = np.asarray(lo, np.float64)[:, None], np.asarray(step, np.float64)[:, None]
     live = np.broadcast_to(step2 > 0, x2.shape)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v = np.clip((x2 - lo2) * (1.0 / step2), 0.0, qmax)  # (x - lo) / step, clipped to [0, 2^b - 1]
-        # (as the kernel computes it: times the float64 reciprocal of step, not a division)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        inv = 1.0 / step2                                   # (x - lo) / step, clipped to [0, 2^b - 1], computed as
+        v = np.where(np.isinf(inv), (x2 - lo2) / step2, (x2 - lo2) * inv)   # the kernel does: times 1/step,
+        v = np.clip(v, 0.0, qmax)                           # divided where 1/step overflows (step < ~2^-1024)
     if u is None:
         q = np.rint(v)                                      # round half to even
     else:

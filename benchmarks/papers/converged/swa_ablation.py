@@ -48,6 +48,7 @@ def ablate(run_dir: str) -> dict:
     last = {k: v.copy() for k, v in tr.model.state_dict().items()}
     out = {"epochs_done": int(info["epochs_done"]), "snapshots": swa.average.count,
            "metrics_last_test_acc": info["history"][-1]["test_acc"]}
+    rng_at_end = swa.rng.bit_generator.state         # as the checkpoint left it: the run's own pass draws from it
     for weights in ("last", "swa"):
         tr.model.load_state_dict(last)
         if weights == "swa":
@@ -57,6 +58,7 @@ def ablate(run_dir: str) -> dict:
         for kind, augment in (("plain", False), ("aug", True)):
             tr.model.load_state_dict(swapped)
             swa.bn_augment = augment
+            swa.rng.bit_generator.state = rng_at_end    # every augmented pass is the run's (same order, same crops)
             swa.update_batchnorm(s)
             out[f"{weights} + bn {kind}"] = score()
     return out
