@@ -3,7 +3,8 @@
 # machine stays usable for other work; every sweep resumes where it stopped (finished runs are skipped, an
 # interrupted run restarts from its local checkpoint, or from scratch when the checkpoint was not kept).
 #
-#   benchmarks/papers/converged/lanes.sh start      # lane 1: e2train; lane 2: wus, lars, then gradprune
+#   benchmarks/papers/converged/lanes.sh start      # lane 1: e2train, then the SGD-at-lr-0.03 ablation;
+#                                                   # lane 2: wus, lars, then gradprune
 #   benchmarks/papers/converged/lanes.sh status     # the runs in progress and their epochs
 #   benchmarks/papers/converged/lanes.sh pause      # SIGSTOP every sweep process (before timing something)
 #   benchmarks/papers/converged/lanes.sh resume     # SIGCONT
@@ -33,8 +34,13 @@ lane() {   # lane NAME SWEEP...: the sweeps one after the other; wus's baselines
                     fi
                 done
             fi
-            nice -n 19 "$PY" -m minicnn reproduce "$sweep" --converged --out "$OUT/$sweep" --workers 1 \
-                --no-progress || break
+            if [ "${sweep%.toml}" != "$sweep" ]; then      # a spec of this folder (an ablation): minicnn sweep
+                nice -n 19 "$PY" -m minicnn sweep "benchmarks/papers/converged/$sweep" \
+                    --out "$OUT/${sweep%.toml}" --workers 1 --no-progress || break
+            else                                            # a converged preset
+                nice -n 19 "$PY" -m minicnn reproduce "$sweep" --converged --out "$OUT/$sweep" --workers 1 \
+                    --no-progress || break
+            fi
         done
     ) >> "$LOG/$name.log" 2>&1 &
 }
@@ -57,7 +63,7 @@ case "${1:-status}" in
             echo "lanes.sh: sweeps are already running (lanes.sh status)" >&2
             exit 1
         fi
-        lane lane1 e2train
+        lane lane1 e2train ablation_sgd_lr0.03.toml
         lane lane2 wus lars gradprune
         sleep 2
         renice_loop
