@@ -30,9 +30,11 @@ from .results import Config, check_claim, load_claims, load_sweep, mean_std  # n
 # -- plots ------------------------------------------------------------------------------------
 
 def _colors(n):
+    """n distinct colours: tab10 up to 10 configurations, tab20 up to 20 (a sweep's 12+ would repeat tab10's)."""
     import matplotlib
-    cmap = matplotlib.colormaps["tab10"]
-    return [cmap(i % 10) for i in range(n)]
+    k = 10 if n <= 10 else 20
+    cmap = matplotlib.colormaps[f"tab{k}"]
+    return [cmap(i % k) for i in range(n)]
 
 
 def plot_tradeoff(configs, cost_key, xlabel, path):
@@ -41,7 +43,7 @@ def plot_tradeoff(configs, cost_key, xlabel, path):
            if c.stats[cost_key]["mean"] is not None and c.stats["final_test_acc"]["mean"] is not None]
     if not pts:
         return None
-    fig = Figure(figsize=(7, 4.6), layout="constrained")
+    fig = Figure(figsize=(7 if len(pts) <= 6 else 10, 4.6), layout="constrained")
     ax = fig.subplots()
     front = set(pareto_front([(x["mean"], a["mean"]) for _, x, a in pts]))
     for i, ((c, x, a), col) in enumerate(zip(pts, _colors(len(pts)))):
@@ -54,7 +56,10 @@ def plot_tradeoff(configs, cost_key, xlabel, path):
     ax.set(xlabel=xlabel, ylabel="final test accuracy (%)",
            title=f"Accuracy against {xlabel.split(' (')[0]} (mean ± std over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    if len(pts) <= 6:
+        ax.legend(fontsize=7, loc="best")
+    else:                                    # many configurations: beside the axes, clear of the points
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.savefig(path, dpi=100)
     return path
 
