@@ -4,7 +4,8 @@
 # interrupted run restarts from its local checkpoint, or from scratch when the checkpoint was not kept).
 #
 #   benchmarks/papers/converged/lanes.sh start      # lane 1: e2train, then the SGD-at-lr-0.03 ablation;
-#                                                   # lane 2: wus, lars, then gradprune
+#                                                   # lane 2: wus, lars, gradprune, then resnet20's
+#                                                   # plateau runs (32 and 64 epochs, 3 seeds each)
 #   benchmarks/papers/converged/lanes.sh status     # the runs in progress and their epochs
 #   benchmarks/papers/converged/lanes.sh pause      # SIGSTOP every sweep process (before timing something)
 #   benchmarks/papers/converged/lanes.sh resume     # SIGCONT
@@ -64,7 +65,7 @@ case "${1:-status}" in
             exit 1
         fi
         lane lane1 e2train ablation_sgd_lr0.03.toml
-        lane lane2 wus lars gradprune
+        lane lane2 wus lars gradprune plateau_resnet20_e32.toml plateau_resnet20_e64.toml
         sleep 2
         renice_loop
         echo "started; logs in $LOG"
