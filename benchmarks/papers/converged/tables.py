@@ -7,6 +7,7 @@ Reads ``SWEEP_DIR/report/report.json`` (build it first with ``minicnn report SWE
 
 * per configuration: seeds finished, final test accuracy (mean ± sd over seeds, and per seed), the training
   energy of the ledger against the baseline's (an estimate, not a measurement) and the mean training time;
+* the sweep's cost so far: finished runs and their summed wall time;
 * per claim of ``minicnn/sweep/claims.toml`` the report checked: what it was compared with, the paper's words,
   minicnn's figures against the noise, and the verdict.
 
@@ -40,13 +41,31 @@ def per_seed(sweep: str, args: dict) -> dict:
     return out
 
 
+def wall_time(sweep: str) -> tuple[int, float]:
+    """(finished runs, their summed wall time in hours): what the sweep has cost so far, run by run.
+
+    A run's wall time is its own process's, start to end (checkpoint restarts included, queueing not);
+    runs went one or two at a time, so this is the machine time, not the calendar time.
+    """
+    n, total = 0, 0.0
+    for p in glob.glob(os.path.join(sweep, "runs", "*", "summary.json")):
+        with open(p) as f:
+            s = json.load(f)
+        if s.get("status") in ("completed", "diverged"):
+            n += 1
+            total += float(s.get("wall_time_s") or 0.0)
+    return n, total / 3600
+
+
 def table(sweep: str) -> str:
     path = os.path.join(sweep, "report", "report.json")
     with open(path) as f:
         rep = json.load(f)
     base = next((c for c in rep["configs"] if c["label"] == "baseline"), None)
     e0 = base["stats"]["energy_j"]["mean"] if base else None
-    lines = [f"**{os.path.basename(os.path.normpath(sweep))}** ({rep['description'].split(':')[0]})", "",
+    n, hours = wall_time(sweep)
+    lines = [f"**{os.path.basename(os.path.normpath(sweep))}** ({rep['description'].split(':')[0]}; "
+             f"{n} runs finished, {hours:.1f} h of wall time summed over them)", "",
              "| configuration | seeds | final test acc % | per seed | energy J (ledger) | vs baseline | "
              "train time s (mean) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for c in rep["configs"]:
