@@ -1,12 +1,13 @@
-"""What WUS's and LARS-skip's controllers decided in the converged sweeps (issue 18), run by run and per seed mean.
+"""What WUS's and LARS-skip's controllers (and gradprune's pruning) decided in the converged sweeps (issue 18), run by run and per seed mean.
 
     python benchmarks/papers/converged/controllers.py [docs/measurements/converged/wus ...]
 
 Reads the committed runs (``metrics.jsonl`` + ``summary.json``) of each sweep directory given (default: the
-``wus`` and ``lars`` sweeps) and prints, per configuration and seed: final and best test accuracy, the
+``wus``, ``lars`` and ``gradprune`` sweeps) and prints, per configuration and seed: final and best test accuracy, the
 controller's decisions (WUS: the first WUS epoch, the number of WUS epochs, the 5-epoch std of validation
 accuracy just before the first one, Eq. 1's skipped-update fraction; LARS-skip: the epochs with a frozen conv
-prefix and the frozen-conv count per epoch), and the training time (``train_time_s``: CPU-bound training only,
+prefix and the frozen-conv count per epoch; gradprune: the density of non-zeros rho_nnz of the pruned
+activation gradients, Ye et al.'s Tables 1-3 column), and the training time (``train_time_s``: CPU-bound training only,
 no evaluation) against the same seed's baseline. The per-epoch medians of training time are given too: the runs
 ran niced beside other work, and a few epochs that were slowed by it would move the totals.
 """
@@ -27,6 +28,8 @@ def runs(sweep):
             continue
         with open(os.path.join(d, "summary.json")) as f:
             s = json.load(f)
+        if s.get("status") not in ("completed", "diverged"):      # in progress, or interrupted: not finished
+            continue
         with open(os.path.join(d, "config.json")) as f:
             c = json.load(f)
         with open(os.path.join(d, "metrics.jsonl")) as f:
@@ -63,11 +66,20 @@ def controller_cells(c, m):
         times = (f"; median epoch {statistics.median(t_frozen):.1f} s with a frozen prefix / "
                  f"{statistics.median(t_full):.1f} s full" if t_frozen and t_full else "")
         return f"{sum(1 for x in k if x)} epochs with a frozen prefix; frozen convs per epoch {k}" + times
+    if meth == "gradprune":
+        # rho_nnz per epoch: the density of non-zeros of the pruned activation gradients over every pruned
+        # site, averaged over the epoch's steps (Ye et al. Tables 1-3 give one density per run)
+        rho = [r.get("gradprune", {}).get("rho_nnz") for r in recs]
+        rho = [x for x in rho if x is not None]
+        if not rho:
+            return ""
+        return (f"rho_nnz mean over epochs {statistics.mean(rho):.3f} (epoch 1 {rho[0]:.3f}, "
+                f"last {rho[-1]:.3f}, range {min(rho):.3f}-{max(rho):.3f})")
     return ""
 
 
 def main(argv):
-    sweeps = argv or [os.path.join(ROOT, "wus"), os.path.join(ROOT, "lars")]
+    sweeps = argv or [os.path.join(ROOT, name) for name in ("wus", "lars", "gradprune")]
     for sweep in sweeps:
         rs = runs(sweep)
         if not rs:
