@@ -1,0 +1,59 @@
+"""The converged-regime helper scripts (issue 18) read finished runs only, and sum what they claim to sum.
+
+``benchmarks/papers/converged/tables.py`` (the README's per-paper tables, with each sweep's wall time) and
+``controllers.py`` (what each method decided per run) are scripts, not package code; these tests load them by
+path and drive them with a small synthetic sweep directory: two finished runs and one interrupted.
+"""
+import importlib.util
+import json
+import os
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPTS = os.path.join(HERE, "..", "benchmarks", "papers", "converged")
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"converged_{name}", os.path.join(SCRIPTS, f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def write_run(sweep, name, status, wall, method, rho=None, acc=0.5):
+    d = os.path.join(sweep, "runs", name)
+    os.makedirs(d)
+    with open(os.path.join(d, "summary.json"), "w") as f:
+        json.dump({"status": status, "wall_time_s": wall, "train_time_s": wall / 2, "final_test_acc": acc,
+                   "best_test_acc": acc}, f)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump({"method": method, "seed": 0}, f)
+    with open(os.path.join(d, "metrics.jsonl"), "w") as f:
+        for e, r in enumerate(rho or [None]):
+            rec = {"gradprune": {"rho_nnz": r}} if r is not None else {}
+            f.write(json.dumps({"epoch": e + 1, "train_time_s": 1.0, "method_records": rec}) + "\n")
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    s = str(tmp_path / "gradprune")
+    write_run(s, "seed-0__baseline", "completed", 1800.0, [])
+    write_run(s, "seed-0__p0.9", "completed", 3600.0, ["gradprune:p=0.9"], rho=[0.4, 0.3, 0.2])
+    write_run(s, "seed-1__p0.9", "interrupted", 7200.0, ["gradprune:p=0.9"], rho=[0.9])
+    return s
+
+
+def test_wall_time_sums_finished_runs_only(sweep):
+    n, hours = load("tables").wall_time(sweep)
+    assert n == 2
+    assert hours == pytest.approx(1.5)          # 1800 + 3600 s; the interrupted run's 7200 s left out
+
+
+def test_controllers_reads_finished_runs_and_gradprune_density(sweep):
+    ctl = load("controllers")
+    rs = ctl.runs(sweep)
+    assert sorted(ctl.label(c) for c, _, _ in rs) == ["baseline", "gradprune:p=0.9"]
+    c, _, m = next(r for r in rs if ctl.label(r[0]) != "baseline")
+    cell = ctl.controller_cells(c, m)
+    assert "mean over epochs 0.300" in cell and "epoch 1 0.400" in cell and "last 0.200" in cell
