@@ -1,8 +1,8 @@
 """The converged-regime helper scripts (issue 18) read finished runs only, and sum what they claim to sum.
 
-``benchmarks/papers/converged/tables.py`` (the README's per-paper tables, with each sweep's wall time) and
+``benchmarks/papers/converged/tables.py`` (the README's per-paper tables, with each sweep's wall time from its report) and
 ``controllers.py`` (what each method decided per run) are scripts, not package code; these tests load them by
-path and drive them with a small synthetic sweep directory: two finished runs and one interrupted.
+path and drive them with a small synthetic sweep directory (two finished runs and one interrupted) or report.
 """
 import importlib.util
 import json
@@ -44,10 +44,14 @@ def sweep(tmp_path):
     return s
 
 
-def test_wall_time_sums_finished_runs_only(sweep):
-    n, hours = load("tables").wall_time(sweep)
-    assert n == 2
-    assert hours == pytest.approx(1.5)          # 1800 + 3600 s; the interrupted run's 7200 s left out
+def test_wall_time_sums_the_reports_finished_runs():
+    rep = {"configs": [{"stats": {"wall_time_s": {"mean": 900.0, "n": 2}}},        # two runs of 900 s
+                       {"stats": {"wall_time_s": {"mean": 3600.0, "n": 1}}},
+                       {"stats": {"wall_time_s": {"n": 0}}},                        # nothing finished yet
+                       {"stats": {}}]}
+    n, hours = load("tables").wall_time(rep)
+    assert n == 3
+    assert hours == pytest.approx(1.5)          # 2 * 900 + 3600 s
 
 
 def test_controllers_reads_finished_runs_and_gradprune_density(sweep):

@@ -41,20 +41,16 @@ def per_seed(sweep: str, args: dict) -> dict:
     return out
 
 
-def wall_time(sweep: str) -> tuple[int, float]:
-    """(finished runs, their summed wall time in hours): what the sweep has cost so far, run by run.
+def wall_time(rep: dict) -> tuple[int, float]:
+    """(finished runs, their summed wall time in hours) from a report: what the sweep has cost so far.
 
-    A run's wall time is its own process's, start to end (checkpoint restarts included, queueing not);
-    runs went one or two at a time, so this is the machine time, not the calendar time.
+    The report's per-configuration wall time (mean over its finished runs, and their count), summed; a run's wall
+    time is its own process's, start to end. Runs went one or two at a time, so this is machine time, not
+    calendar time.
     """
-    n, total = 0, 0.0
-    for p in glob.glob(os.path.join(sweep, "runs", "*", "summary.json")):
-        with open(p) as f:
-            s = json.load(f)
-        if s.get("status") in ("completed", "diverged"):
-            n += 1
-            total += float(s.get("wall_time_s") or 0.0)
-    return n, total / 3600
+    stats = [c["stats"].get("wall_time_s") or {} for c in rep["configs"]]
+    n = sum(st.get("n", 0) for st in stats)
+    return n, sum(st["mean"] * st["n"] for st in stats if st.get("n")) / 3600
 
 
 def table(sweep: str) -> str:
@@ -63,7 +59,7 @@ def table(sweep: str) -> str:
         rep = json.load(f)
     base = next((c for c in rep["configs"] if c["label"] == "baseline"), None)
     e0 = base["stats"]["energy_j"]["mean"] if base else None
-    n, hours = wall_time(sweep)
+    n, hours = wall_time(rep)
     lines = [f"**{os.path.basename(os.path.normpath(sweep))}** ({rep['description'].split(':')[0]}; "
              f"{n} runs finished, {hours:.1f} h of wall time summed over them)", "",
              "| configuration | seeds | final test acc % | per seed | energy J (ledger) | vs baseline | "
