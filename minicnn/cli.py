@@ -316,7 +316,7 @@ def _sweep_parsers(sub):
                     "../shared/data/cifar-10-batches-py or data/cifar-10-batches-py)")
     rp.add_argument("--out", default=None, help="sweep directory (default runs/reproduce-NAME[-converged])")
     rp.add_argument("--converged", action="store_true",
-                    help="the paper's headline comparison trained to the baseline's plateau, 3 seeds (hours; resumable)")
+                    help="the paper's headline comparison trained to the baseline's plateau, 3 to 5 seeds (hours; resumable)")
     run_flags(rp)
     rp.add_argument("--dry-run", action="store_true", help="list the runs; run nothing")
 

@@ -3,9 +3,9 @@
 # machine stays usable for other work; every sweep resumes where it stopped (finished runs are skipped, an
 # interrupted run restarts from its local checkpoint, or from scratch when the checkpoint was not kept).
 #
-#   benchmarks/papers/converged/lanes.sh start      # lane 1: e2train, then the SGD-at-lr-0.03 ablation;
-#                                                   # lane 2: wus, lars, gradprune, then resnet20's
-#                                                   # plateau runs (32 and 64 epochs, 3 seeds each)
+#   benchmarks/papers/converged/lanes.sh start      # lane 1: e2train (the longest sweep);
+#                                                   # lane 2: wus, lars, resnet20's plateau runs (32 and 64
+#                                                   # epochs, 3 seeds each), gradprune, the SGD-at-lr-0.03 ablation
 #   benchmarks/papers/converged/lanes.sh status     # the runs in progress and their epochs
 #   benchmarks/papers/converged/lanes.sh pause      # SIGSTOP every sweep process (before timing something)
 #   benchmarks/papers/converged/lanes.sh resume     # SIGCONT
@@ -64,8 +64,8 @@ case "${1:-status}" in
             echo "lanes.sh: sweeps are already running (lanes.sh status)" >&2
             exit 1
         fi
-        lane lane1 e2train ablation_sgd_lr0.03.toml
-        lane lane2 wus lars gradprune plateau_resnet20_e32.toml plateau_resnet20_e64.toml
+        lane lane1 e2train
+        lane lane2 wus lars plateau_resnet20_e32.toml plateau_resnet20_e64.toml gradprune ablation_sgd_lr0.03.toml
         sleep 2
         renice_loop
         echo "started; logs in $LOG"
