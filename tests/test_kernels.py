@@ -61,6 +61,44 @@ def test_col2im_is_adjoint_of_im2col(case):
     assert np.isclose(np.sum(cols * c), np.sum(x * dx), rtol=1e-12, atol=1e-12)
 
 
+@st.composite
+def stride2_case(draw):
+    """A stride-2 problem on im2col's parity sub-plane path (kernel >= 2, pad >= kernel - 2), odd and even sizes."""
+    kh, kw = draw(st.integers(2, 4)), draw(st.integers(2, 4))
+    ph, pw = draw(st.integers(max(0, kh - 2), 3)), draw(st.integers(max(0, kw - 2), 3))
+    H = draw(st.integers(max(1, kh - 2 * ph), 11))
+    W = draw(st.integers(max(1, kw - 2 * pw), 11))
+    return dict(N=draw(st.integers(1, 3)), C=draw(st.integers(1, 3)), H=H, W=W, k=(kh, kw), s=(2, 2),
+                p=(ph, pw), seed=draw(st.integers(0, 2**31)))
+
+
+@FEW
+@given(stride2_case(), st.sampled_from([np.float32, np.float64]))
+def test_stride2_im2col_and_col2im_match_naive(case, dtype):
+    """The parity sub-plane path: im2col equal to the naive copy; col2im equal to the naive scatter-add."""
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["N"], case["C"], case["H"], case["W"])).astype(dtype)
+    (kh, kw), (ph, pw) = case["k"], case["p"]
+    want = R.im2col_naive(x, kh, kw, (2, 2), (ph, pw))
+    cols = np.full(want.shape, np.nan, dtype=dtype)
+    im2col(x, kh, kw, 2, 2, ph, pw, cols)
+    np.testing.assert_array_equal(cols, want)
+    c = rng.standard_normal(want.shape).astype(dtype)
+    ref = np.zeros(x.shape)        # dx[n, ch, h, w] = sum of the column entries copied from (h, w), in float64
+    Ho, Wo = (x.shape[2] + 2 * ph - kh) // 2 + 1, (x.shape[3] + 2 * pw - kw) // 2 + 1
+    for ch in range(x.shape[1]):
+        for i in range(kh):
+            for j in range(kw):
+                for ho in range(Ho):
+                    for wo in range(Wo):
+                        h, w = 2 * ho - ph + i, 2 * wo - pw + j
+                        if 0 <= h < x.shape[2] and 0 <= w < x.shape[3]:
+                            ref[:, ch, h, w] += c[:, (ch * kh + i) * kw + j, ho * Wo + wo]
+    dx = col2im(c.copy(), kh, kw, 2, 2, ph, pw, np.full(x.shape, np.nan, dtype=dtype))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(dx, ref, rtol=tol, atol=tol)
+
+
 # -- convolution: layer (im2col + GEMM) vs naive loops -----------------------------------
 @FEW
 @given(conv_case(), st.booleans())

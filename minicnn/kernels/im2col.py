@@ -192,15 +192,131 @@ def _col2im_plane(cols, kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, img, r0):
                     _add_strided(img[s0:], row[base + xlo:base + xhi], sw)
 
 
+# -- stride 2: the plane split into its four parity sub-planes ("polyphase") first ---------------------------
+# A stride-2 kernel offset reads every other pixel of every other row: im2col's strided path copies rows of
+# W_out entries at stride 2, one short loop per (c, i, j, h_out) (8 and 16 long in ResNet-20), 9 times over
+# each pixel. Split once instead. With d = i - pad_h, h_in = 2*h_out + d = 2*(h_out + oy) + a for the row
+# parity a = d mod 2 and oy = floor(d / 2) (the same for columns: b, ox), so::
+#
+#     sub[2a + b][y, x] = x[2y + a, 2x + b]                  (H_out x W_out, zero beyond the image)
+#     cols[(c, i, j), h_out*W_out + w_out] = sub[2a + b][h_out + oy, w_out + ox]
+#
+# a stride-1 shifted copy of a sub-plane with the sub-plane's width W_out: one long copy per row of cols, as
+# in the stride-1 "same width" path above, then the entries whose w_out + ox wrapped into the row before are
+# zeroed. That needs oy, ox <= 0 for every offset (so no valid read leaves the H_out x W_out sub-plane):
+# d = k - 1 - pad <= 1, i.e. pad >= k - 2: ResNets' 3x3 pad-1 stride-2 convolutions (their 1x1 pad-0 shortcuts
+# read one parity and keep the strided path). Measured (benchmarks/bench_stride2_conv.py, one thread, batch
+# 128): ResNet-20's two stride-2 3x3 layers 1.9-2.2x faster, forward and backward, bit-identical; the
+# figures are in benchmarks/winograd_measurements.md.
+
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _polyphase(kh, kw, sh, sw, ph, pw):
+    """Whether im2col/col2im take the parity sub-plane path: stride 2, pad >= kernel - 2 on both axes, and a
+    kernel at least 2 x 2 (a 1-wide kernel reads one parity only: the strided path copies each pixel once)."""
+    return sh == 2 and sw == 2 and kh >= 2 and kw >= 2 and kh - 1 - ph <= 1 and kw - 1 - pw <= 1
+
+
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _split_phases(src, H, W, Ho, Wo, subs):
+    """subs[2a + b][y*Wo + x] = src[(2y + a)*W + 2x + b] (zero outside the image), for the plane ``src`` (flat)."""
+    for a in range(2):
+        for b in range(2):
+            sub = subs[2 * a + b]
+            count = min(Wo, (W - b + 1) // 2)      # x with 2x + b < W
+            for y in range(Ho):
+                dst = sub[y * Wo:(y + 1) * Wo]
+                h = 2 * y + a
+                if h < H and count > 0:
+                    _copy_strided(dst[:count], src[h * W + b:], 2)
+                    _fill0(dst[count:])
+                else:
+                    _fill0(dst)
+
+
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _merge_phases(subs, H, W, Ho, Wo, img):
+    """The inverse of _split_phases (pixels outside every sub-plane, never read, get 0): img (H*W, flat)."""
+    _fill0(img)
+    for a in range(2):
+        for b in range(2):
+            sub = subs[2 * a + b]
+            count = min(Wo, (W - b + 1) // 2)
+            for y in range(Ho):
+                h = 2 * y + a
+                if h < H and count > 0:
+                    _add_strided(img[h * W + b:], sub[y * Wo:y * Wo + count], 2)
+
+
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _phase_shift(k, pad):
+    """(parity, shift) of kernel offset k at stride 2: (k - pad) mod 2 and floor((k - pad) / 2)."""
+    d = k - pad
+    return d % 2, d // 2                          # numba's integer // and % round down, as Python's do
+
+
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _im2col_plane_phases(subs, kh, kw, ph, pw, H, W, Ho, Wo, cols, r0):
+    """im2col of one plane, stride 2, from its parity sub-planes ``subs`` (see _split_phases)."""
+    L = Ho * Wo
+    for i in range(kh):
+        ylo, yhi = _valid_range(Ho, H, 2, ph, i)
+        a, oy = _phase_shift(i, ph)
+        for j in range(kw):
+            xlo, xhi = _valid_range(Wo, W, 2, pw, j)
+            b, ox = _phase_shift(j, pw)
+            row = cols[r0 + i * kw + j]
+            src = subs[2 * a + b]
+            _fill0(row[:ylo * Wo])
+            _fill0(row[yhi * Wo:])
+            off = oy * Wo + ox                  # row[p] = src[p + off] for p = h_out*Wo + w_out
+            lo = max(ylo * Wo, -off)
+            hi = min(yhi * Wo, L - off)
+            if hi > lo:
+                _copy(row[lo:hi], src[lo + off:hi + off])
+            if xlo > 0 or xhi < Wo:
+                for ho in range(ylo, yhi):
+                    _zero_edges(row, ho * Wo, xlo, xhi, Wo)
+
+
+@njit(cache=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _col2im_plane_phases(cols, kh, kw, ph, pw, H, W, Ho, Wo, subs, r0):
+    """Adjoint of _im2col_plane_phases: the rows r0.. of ``cols`` added into the sub-planes (then merged)."""
+    L = Ho * Wo
+    for q in range(4):
+        _fill0(subs[q])
+    for i in range(kh):
+        ylo, yhi = _valid_range(Ho, H, 2, ph, i)
+        a, oy = _phase_shift(i, ph)
+        for j in range(kw):
+            xlo, xhi = _valid_range(Wo, W, 2, pw, j)
+            b, ox = _phase_shift(j, pw)
+            row = cols[r0 + i * kw + j]
+            if xlo > 0 or xhi < Wo:
+                for ho in range(ylo, yhi):
+                    _zero_edges(row, ho * Wo, xlo, xhi, Wo)
+            off = oy * Wo + ox
+            lo = max(ylo * Wo, -off)
+            hi = min(yhi * Wo, L - off)
+            if hi > lo:
+                _add(subs[2 * a + b][lo + off:hi + off], row[lo:hi])
+
+
 @njit(nogil=True, cache=True)
 def im2col_nogil(x, kh, kw, sh, sw, ph, pw, cols):
     """im2col on the calling thread, without the GIL."""
     N, C, H, W = x.shape
     Ho = (H + 2 * ph - kh) // sh + 1
     Wo = (W + 2 * pw - kw) // sw + 1
+    poly = _polyphase(kh, kw, sh, sw, ph, pw)
+    subs = np.empty((4, Ho * Wo if poly else 0), dtype=x.dtype)
     for n in range(N):
         for c in range(C):
-            _im2col_plane(x[n, c].reshape(H * W), kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, cols[n], c * kh * kw)
+            src = x[n, c].reshape(H * W)
+            if poly:
+                _split_phases(src, H, W, Ho, Wo, subs)
+                _im2col_plane_phases(subs, kh, kw, ph, pw, H, W, Ho, Wo, cols[n], c * kh * kw)
+            else:
+                _im2col_plane(src, kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, cols[n], c * kh * kw)
     return cols
 
 
@@ -210,9 +326,16 @@ def col2im_nogil(cols, kh, kw, sh, sw, ph, pw, dx):
     N, C, H, W = dx.shape
     Ho = (H + 2 * ph - kh) // sh + 1
     Wo = (W + 2 * pw - kw) // sw + 1
+    poly = _polyphase(kh, kw, sh, sw, ph, pw)
+    subs = np.empty((4, Ho * Wo if poly else 0), dtype=dx.dtype)
     for n in range(N):
         for c in range(C):
-            _col2im_plane(cols[n], kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, dx[n, c].reshape(H * W), c * kh * kw)
+            img = dx[n, c].reshape(H * W)
+            if poly:
+                _col2im_plane_phases(cols[n], kh, kw, ph, pw, H, W, Ho, Wo, subs, c * kh * kw)
+                _merge_phases(subs, H, W, Ho, Wo, img)
+            else:
+                _col2im_plane(cols[n], kh, kw, sh, sw, ph, pw, H, W, Ho, Wo, img, c * kh * kw)
     return dx
 
 
