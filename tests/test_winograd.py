@@ -144,6 +144,19 @@ def test_weight_transform_is_g_w_gt_per_filter(rng):
             np.testing.assert_allclose(dW[o, c], Wg.G.T @ dU[:, o, c].reshape(4, 4) @ Wg.G, rtol=1e-14, atol=1e-15)
 
 
+def test_weight_transform_in_float32_is_the_float64_product_rounded_once(rng):
+    """float32 U (and U^T for dL/dx) = G w G^T formed per filter in float64, then rounded: bit for bit."""
+    w = (rng.standard_normal((5, 4, 3, 3)) * rng.choice([1e-3, 1.0, 30.0], size=(5, 4, 1, 1))).astype(np.float32)
+    want = np.stack([[(Wg.G @ w[o, c].astype(np.float64) @ Wg.G.T).reshape(16) for c in range(4)] for o in range(5)])
+    want = want.transpose(2, 0, 1).astype(np.float32)                       # (16, O, C)
+    np.testing.assert_array_equal(Wg.weight_transform(w, np.float32), want)
+    np.testing.assert_array_equal(Wg.weight_transform(w, np.float32, transposed=True), want.transpose(0, 2, 1))
+    dU = rng.standard_normal((16, 5, 4)).astype(np.float32)
+    want_dw = np.stack([[Wg.G.T @ dU[:, o, c].astype(np.float64).reshape(4, 4) @ Wg.G for c in range(4)]
+                        for o in range(5)]).astype(np.float32)
+    np.testing.assert_array_equal(Wg.weight_grad_transform(dU), want_dw)
+
+
 def test_weight_transforms_are_adjoint(rng):
     """<G w G^T, dU> == <w, G^T dU G>: the weight-gradient transform is the transpose of the weight transform."""
     w = rng.standard_normal((3, 2, 3, 3))

@@ -130,19 +130,32 @@ def tiles(H_out: int, W_out: int) -> tuple[int, int]:
     return -(-H_out // TILE), -(-W_out // TILE)
 
 
-def weight_transform(w: np.ndarray, dtype) -> np.ndarray:
-    """U (16, O, C) = G w[o, c] G^T for w (O, C, 3, 3), formed in float64 and rounded once to ``dtype``."""
+def _kron_g() -> np.ndarray:
+    """The 2-D weight transform as one (16, 9) matrix: (G g G^T)[a, b] = sum_(i, j) G[a, i] G[b, j] g[i, j], so
+    K[4a + b, 3i + j] = G[a, i] G[b, j], i.e. np.kron(G, G); K^T maps dU back (the adjoint, for dW).
+    (Formed per call from G, a few microseconds, so that G stays the one definition.)"""
+    return np.kron(G, G)
+
+
+def weight_transform(w: np.ndarray, dtype, transposed: bool = False) -> np.ndarray:
+    """U (16, O, C) = G w[o, c] G^T for w (O, C, 3, 3), formed in float64 and rounded once to ``dtype``.
+
+    ``transposed``: U^T (16, C, O) instead, what dL/dx multiplies by. One float64 GEMM, :func:`_kron_g` (16 x 9) times
+    the O*C filters as columns (every product and sum of it is exact in float64 but for filters whose entries
+    span more than ~2^29 in magnitude, so it gives the bits of G w G^T done as two products; until 2026-12-06
+    it was two batched 4x3 matmuls, 5-7x slower at alexnet-ye's 192-384 channels: 12-17 ms a call).
+    """
     O, C = w.shape[:2]
-    U = np.matmul(np.matmul(G, w.astype(np.float64)), G.T)          # (O, C, 4, 4): G w[o, c] G^T, batched
-    # (two batched matmuls: the same float64 sums as einsum("ai,ocij,bj->aboc"), 2-3x quicker at ResNet shapes)
-    return np.ascontiguousarray(U.reshape(O, C, ALPHA * ALPHA).transpose(2, 0, 1), dtype=dtype)
+    w9 = (w.transpose(1, 0, 2, 3) if transposed else w).reshape(O * C, 9).astype(np.float64)
+    U = _kron_g() @ w9.T                                                   # (16, O*C) in float64
+    return U.astype(dtype).reshape(ALPHA * ALPHA, *((C, O) if transposed else (O, C)))
 
 
 def weight_grad_transform(dU: np.ndarray) -> np.ndarray:
     """dW (O, C, 3, 3) = G^T dU[:, o, c] G for dU (16, O, C): the adjoint of :func:`weight_transform`."""
     _, O, C = dU.shape
-    d = dU.astype(np.float64).transpose(1, 2, 0).reshape(O, C, ALPHA, ALPHA)     # d[o, c] = dU[:, o, c] as 4x4
-    return np.matmul(np.matmul(G.T, d), G).astype(dU.dtype)
+    d = dU.reshape(ALPHA * ALPHA, O * C).astype(np.float64)
+    return (d.T @ _kron_g()).astype(dU.dtype).reshape(O, C, 3, 3)       # row o*C + c: sum_xi dU[xi] K[xi]
 
 
 def error_bound(x, w, dy, padding, dtype):
@@ -490,7 +503,7 @@ def winograd_backward(x, w, dy, ph, pw, want_dw: bool, dx):
     th, tw = tiles(Ho, Wo)
     b = chunk_images(N, th * tw, C + O, dy.dtype)
     dU = gemm.OrderedSum()
-    UT = np.ascontiguousarray(weight_transform(w, dy.dtype).transpose(0, 2, 1)) if dx is not None else None
+    UT = weight_transform(w, dy.dtype, transposed=True) if dx is not None else None
 
     def chunk(slot, k, s, e):
         V, dM, plane_e, plane_o, tb = _chunk_scratch(slot, C, O, e - s, th, tw, dy.dtype)
