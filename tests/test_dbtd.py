@@ -127,6 +127,17 @@ def test_kernel_equals_reference(shape, seed, dtype, p, data_seed):
     assert pruned.dtype == g.dtype
 
 
+def test_kernel_equals_reference_across_many_chunks():
+    """Several parallel chunks (the property test's shapes fit in one): each chunk numbers its uniforms by
+    flat index, so the result is the reference's, whose stream has no chunks."""
+    g = np.random.default_rng(11).standard_normal(3 * 32768 + 1001).astype(np.float32)
+    g[::7] = 0.0
+    pruned, tau, nnz_in, nnz_out = dbtd_prune(g, 0.9, 2**40 + 3)
+    assert tau == pytest.approx(dbtd_tau_naive(g, 0.9), rel=1e-12)
+    np.testing.assert_array_equal(pruned, prune_naive(g, tau, uniforms_naive(2**40 + 3, g.size)))
+    assert (nnz_in, nnz_out) == (np.count_nonzero(g), np.count_nonzero(pruned))
+
+
 def test_in_place_all_zero_and_thread_count_independent():
     g = np.random.default_rng(4).standard_normal(300_000).astype(np.float32)
     want, tau, _, _ = dbtd_prune(g, 0.9, 99)

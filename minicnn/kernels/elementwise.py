@@ -62,8 +62,9 @@ def _count_nonzero(a, limit):
     c = 0
     n = a.shape[0]
     for start in range(0, n, _COUNT_BLOCK):
-        for i in range(start, min(start + _COUNT_BLOCK, n)):
-            c += a[i] != 0
+        block = a[start:min(start + _COUNT_BLOCK, n)]    # a slice indexed from 0: no negative-index check
+        for i in range(block.size):                      # per load (see minicnn.methods._dbtd._abs_sum)
+            c += block[i] != 0
         if c >= limit:
             return limit
     return c

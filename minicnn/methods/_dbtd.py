@@ -174,21 +174,23 @@ def _abs_sum(g):
 
     Each chunk's float64 sum may be reassociated (fastmath 'reassoc': it vectorizes, about 4x faster); the chunks,
     and the order they are added in, depend on the size alone.
+
+    The loops run over a slice of the chunk, indexed from 0, not over ``range(start, stop)`` of the whole
+    array: an index numba cannot prove non-negative gets a negative-index check on every load, and that
+    loop ran 3x slower (2.3 against 0.8 ms per 2 M float32 entries from memory, 2 threads; 2026-12-07).
     """
     n = g.size
     nchunks = (n + _CHUNK - 1) // _CHUNK
     sums = np.zeros(nchunks)
     nnz = np.zeros(nchunks, dtype=np.int64)
     for k in prange(nchunks):
-        start = k * _CHUNK
-        stop = min(start + _CHUNK, n)
+        part = g[k * _CHUNK:min(k * _CHUNK + _CHUNK, n)]      # chunk k: entries k * _CHUNK onwards
         s = 0.0
         c = 0
-        for i in range(start, stop):
-            v = abs(np.float64(g[i]))
+        for j in range(part.size):
+            v = abs(np.float64(part[j]))
             s += v
-            if v != 0.0:
-                c += 1
+            c += v != 0.0
         sums[k] = s
         nnz[k] = c
     total = 0.0
@@ -200,34 +202,53 @@ def _abs_sum(g):
 
 
 @njit(cache=True)
-def _prune_chunk(g, tau, unit, k_xor, k_mul, out, start, stop):
-    """Algorithm 1 on g[start:stop] into out (tau, unit in g's dtype); returns the non-zeros written.
+def _chunk_uniforms(k_xor, k_mul, first, u):
+    """u[j] = the uniform (an integer in [0, 2^24)) of flat entry first + j, for the chunk's entries."""
+    base = np.uint32(first)
+    for j in range(u.size):
+        u[j] = _uniform24(k_xor, k_mul, np.uint32(base + np.uint32(j)))
 
-    Written without branches (selects only): the keep/drop outcome is a coin flip, and a
-    mispredicted branch per entry made this loop 5x slower; as selects it vectorizes.
+
+@njit(cache=True)
+def _prune_chunk(g, tau, unit, k_xor, k_mul, out, first):
+    """Algorithm 1 on the chunk g into out (tau, unit in g's dtype); returns the non-zeros written.
+
+    ``g`` and ``out`` are the chunk's slices; ``first`` is the flat index of its first entry (the uniforms
+    are numbered by flat index, so that the stream does not depend on the chunking).
+
+    Two loops: the chunk's uniforms first (a loop of integer hashing alone vectorizes 8 lanes wide), then
+    the selection. As one loop, the compiler vectorized it 4 lanes wide and it ran 2x slower (42 against
+    20 us per 32,768 entries; 2026-12-07). The selection is written without branches (selects only): the
+    keep/drop outcome is a coin flip, and a mispredicted branch per entry made this loop 5x slower.
     """
+    u = np.empty(g.size, np.int32)          # 128 KiB at most (_CHUNK entries): stays in cache
+    _chunk_uniforms(k_xor, k_mul, first, u)
     zero = unit - unit      # 0 in g's dtype
     c = 0
-    for i in range(start, stop):
-        v = g[i]
+    for j in range(g.size):
+        v = g[j]
         a = abs(v)
-        keep = a > tau * (np.float32(_uniform24(k_xor, k_mul, i)) * unit)    # probability |g| / tau
+        keep = a > tau * (np.float32(u[j]) * unit)       # probability |g| / tau
         signed_tau = tau if v > zero else -tau
         r = (signed_tau if keep else zero) if a < tau else v
-        out[i] = r
+        out[j] = r
         c += r != zero
     return c
 
 
 @njit(parallel=True, cache=True)
 def _prune(g, tau, unit, k_xor, k_mul, out):
-    """Algorithm 1 on flat g into flat out (may be g itself), in fixed chunks; returns the non-zeros of out."""
+    """Algorithm 1 on flat g into flat out (may be g itself), in fixed chunks; returns the non-zeros of out.
+
+    (Each chunk is handed over as slices, for the reason given in :func:`_abs_sum`: 1.4x faster.)
+    """
     n = g.size
     nchunks = (n + _CHUNK - 1) // _CHUNK
     nnz = np.zeros(nchunks, dtype=np.int64)
     for k in prange(nchunks):
         start = k * _CHUNK
-        nnz[k] = _prune_chunk(g, tau, unit, k_xor, k_mul, out, start, min(start + _CHUNK, n))
+        stop = min(start + _CHUNK, n)
+        nnz[k] = _prune_chunk(g[start:stop], tau, unit, k_xor, k_mul, out[start:stop], start)
     count = 0
     for k in range(nchunks):
         count += nnz[k]
