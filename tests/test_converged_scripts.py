@@ -61,3 +61,16 @@ def test_controllers_reads_finished_runs_and_gradprune_density(sweep):
     c, _, m = next(r for r in rs if ctl.label(r[0]) != "baseline")
     cell = ctl.controller_cells(c, m)
     assert "mean over epochs 0.300" in cell and "epoch 1 0.400" in cell and "last 0.200" in cell
+
+
+def test_runs_state_is_the_one_definition_of_finished(sweep, capsys):
+    """lanes.sh and commit_finished.sh list runs through runs_state.py: completed and diverged are finished,
+    an interrupted run is not (a sweep restarts it), and its epochs are shown."""
+    rs = load("runs_state")
+    write_run(sweep, "seed-2__baseline", "diverged", 60.0, [])
+    assert rs.main(["finished", sweep]) == 0
+    done = capsys.readouterr().out.split()
+    assert sorted(os.path.basename(d) for d in done) == ["seed-0__baseline", "seed-0__p0.9", "seed-2__baseline"]
+    assert rs.main(["unfinished", sweep]) == 0
+    assert capsys.readouterr().out.strip().endswith("seed-1__p0.9 (1 epochs)")
+    assert rs.main(["bogus"]) == 2

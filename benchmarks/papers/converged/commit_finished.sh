@@ -5,16 +5,16 @@
 set -eu
 cd "$(dirname "$0")/../../.."
 out=docs/measurements/converged
-added=0
-for sweep in "$out"/*/; do
-    [ -f "$sweep/sweep.json" ] || continue
-    for run in "$sweep"runs/*/; do
-        [ -f "$run/summary.json" ] || continue
-        # only finished runs (an interrupted run's summary says so: it restarts from its local checkpoint)
-        grep -q '"status": "\(completed\|diverged\)"' "$run/summary.json" || continue
-        git add "$run"summary.json "$run"metrics.jsonl "$run"config.json "$run"cost.json 2>/dev/null && added=1
+PY=${PYTHON:-.venv/bin/python}
+# finished = completed or diverged, as the sweep engine decides (runs_state.py); an interrupted run's summary
+# says so, and it restarts from its local checkpoint
+"$PY" benchmarks/papers/converged/runs_state.py finished | while read -r run; do
+    for f in summary.json metrics.jsonl config.json cost.json; do
+        [ -f "$run/$f" ] && git add "$run/$f"
     done
-    git add "$sweep/sweep.json"
+done
+for sweep in "$out"/*/; do
+    [ -f "$sweep/sweep.json" ] && git add "$sweep/sweep.json"
 done
 git add "$out"/README.md 2>/dev/null || true
 if ! git diff --cached --quiet; then

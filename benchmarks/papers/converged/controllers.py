@@ -17,6 +17,9 @@ import os
 import statistics
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runs_state import finished  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..", "..", "docs", "measurements", "converged")
 
@@ -26,10 +29,10 @@ def runs(sweep):
     for d in sorted(glob.glob(os.path.join(sweep, "runs", "*"))):
         if not os.path.isfile(os.path.join(d, "summary.json")):
             continue
+        if not finished(d):                        # in progress, or interrupted (runs_state.py)
+            continue
         with open(os.path.join(d, "summary.json")) as f:
             s = json.load(f)
-        if s.get("status") not in ("completed", "diverged"):      # in progress, or interrupted: not finished
-            continue
         with open(os.path.join(d, "config.json")) as f:
             c = json.load(f)
         with open(os.path.join(d, "metrics.jsonl")) as f:

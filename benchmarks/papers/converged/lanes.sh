@@ -19,7 +19,8 @@ OUT=docs/measurements/converged
 LOG=${LANES_LOG:-/tmp/minicnn-lanes}
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 mkdir -p "$LOG"
-pattern="minicnn reproduce|minicnn train .*$OUT"
+parents="minicnn (reproduce|sweep) .*--out $OUT"     # the sweep processes (a preset, or an ablation's spec)
+pattern="$parents|minicnn train .*$OUT"              # ... and the runs they start
 
 lane() {   # lane NAME SWEEP...: the sweeps one after the other; wus's baselines are copied into lars first
     local name=$1; shift
@@ -60,7 +61,7 @@ renice_loop() {   # keep every sweep process, and its autogroup, at nice 19 (a n
 
 case "${1:-status}" in
     start)
-        if pgrep -f "minicnn reproduce" > /dev/null; then
+        if pgrep -f "$parents" > /dev/null; then
             echo "lanes.sh: sweeps are already running (lanes.sh status)" >&2
             exit 1
         fi
@@ -71,15 +72,11 @@ case "${1:-status}" in
         echo "started; logs in $LOG"
         ;;
     status)
-        for d in "$OUT"/*/runs/*/; do
-            grep -q '"status": "\(completed\|diverged\)"' "$d/summary.json" 2>/dev/null && continue
-            [ -f "$d/metrics.jsonl" ] || continue
-            echo "in progress or interrupted: ${d#"$OUT"/} ($(wc -l < "$d/metrics.jsonl") epochs)"
-        done
-        pgrep -af "minicnn reproduce" | sed 's/^/running: /' || echo "no sweep running"
+        "$PY" benchmarks/papers/converged/runs_state.py unfinished | sed 's/^/in progress or interrupted: /'
+        pgrep -af "$parents" | sed 's/^/running: /' || echo "no sweep running"
         ;;
     pause) pkill -STOP -f "$pattern" || true ;;
     resume) pkill -CONT -f "$pattern" || true ;;
-    stop) pkill -INT -f "minicnn reproduce" || true ;;
+    stop) pkill -INT -f "$parents" || true ;;
     *) echo "usage: lanes.sh start|status|pause|resume|stop" >&2; exit 2 ;;
 esac

@@ -1,0 +1,46 @@
+"""The run directories of the converged sweeps, by state: the one definition of "finished" that
+``lanes.sh``, ``commit_finished.sh`` and ``controllers.py`` share.
+
+    python benchmarks/papers/converged/runs_state.py finished [SWEEP_DIR...]    # one run directory per line
+    python benchmarks/papers/converged/runs_state.py unfinished [SWEEP_DIR...]  # with "(N epochs)"
+
+A run is finished when the sweep engine says so (:func:`minicnn.sweep.engine.dir_state`: its summary says
+completed or diverged); anything else with a ``metrics.jsonl`` is in progress or interrupted (a sweep
+restarts it). Default SWEEP_DIRs: every folder of ``docs/measurements/converged``.
+"""
+import glob
+import os
+import sys
+
+from minicnn.sweep.engine import DONE, dir_state
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "docs", "measurements", "converged")
+
+
+def run_dirs(sweeps=None):
+    sweeps = sweeps or sorted(glob.glob(os.path.join(ROOT, "*", "")))
+    for sweep in sweeps:
+        yield from sorted(d for d in glob.glob(os.path.join(sweep, "runs", "*")) if os.path.isdir(d))
+
+
+def finished(run_dir: str) -> bool:
+    return dir_state(run_dir) in DONE
+
+
+def main(argv):
+    if not argv or argv[0] not in ("finished", "unfinished"):
+        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        return 2
+    want = argv[0] == "finished"
+    for d in run_dirs(argv[1:]):
+        if finished(d) == want:
+            if want:
+                print(os.path.relpath(d))
+            elif os.path.isfile(os.path.join(d, "metrics.jsonl")):
+                with open(os.path.join(d, "metrics.jsonl")) as f:
+                    print(f"{os.path.relpath(d)} ({sum(1 for line in f if line.strip())} epochs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
