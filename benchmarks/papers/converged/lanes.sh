@@ -5,7 +5,8 @@
 #
 #   benchmarks/papers/converged/lanes.sh start      # lane 1: e2train (the longest sweep);
 #                                                   # lane 2: wus, lars, resnet20's plateau runs (32 and 64
-#                                                   # epochs, 3 seeds each), gradprune, the SGD-at-lr-0.03 ablation
+#                                                   # epochs, 3 seeds each), gradprune, the SGD-at-lr-0.03 ablation,
+#                                                   # SLU against stochastic depth on resnet20
 #   benchmarks/papers/converged/lanes.sh status     # the runs in progress and their epochs
 #   benchmarks/papers/converged/lanes.sh pause      # SIGSTOP every sweep process (before timing something)
 #   benchmarks/papers/converged/lanes.sh resume     # SIGCONT
@@ -22,20 +23,28 @@ mkdir -p "$LOG"
 parents="minicnn (reproduce|sweep) .*--out $OUT"     # the sweep processes (a preset, or an ablation's spec)
 pattern="$parents|minicnn train .*$OUT"              # ... and the runs they start
 
+copy_baselines() {   # copy_baselines GLOB SWEEP: finished baseline runs into SWEEP's runs/ (the sweep skips them)
+    local d b
+    for d in $1; do
+        b=$(basename "$d")
+        if [ ! -d "$OUT/$2/runs/$b" ] && grep -q '"status": "completed"' "$d/summary.json" 2>/dev/null; then
+            mkdir -p "$OUT/$2/runs/$b"
+            cp "$d"/summary.json "$d"/metrics.jsonl "$d"/config.json "$d"/cost.json "$OUT/$2/runs/$b/"
+        fi
+    done
+}
+
 lane() {   # lane NAME SWEEP...: the sweeps one after the other; wus's baselines are copied into lars first
     local name=$1; shift
     (
         export MINICNN_NUM_THREADS=1 NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
         for sweep in "$@"; do
-            if [ "$sweep" = lars ]; then         # the same configuration as wus's baseline: the same run id
-                for d in "$OUT"/wus/runs/seed-*__method-baseline-*; do
-                    b=$(basename "$d")
-                    if [ ! -d "$OUT/lars/runs/$b" ] && grep -q '"status": "completed"' "$d/summary.json" 2>/dev/null; then
-                        mkdir -p "$OUT/lars/runs/$b"
-                        cp "$d"/summary.json "$d"/metrics.jsonl "$d"/config.json "$d"/cost.json "$OUT/lars/runs/$b/"
-                    fi
-                done
-            fi
+            # a sweep whose baseline runs another sweep already made (the same configuration: the same run id)
+            case "$sweep" in
+                lars) copy_baselines "$OUT/wus/runs/seed-*__method-baseline-*" lars ;;
+                ablation_slu_resnet20.toml)
+                    copy_baselines "$OUT/plateau_resnet20_e64/runs/method-baseline__seed-*" ablation_slu_resnet20 ;;
+            esac
             if [ "${sweep%.toml}" != "$sweep" ]; then      # a spec of this folder (an ablation): minicnn sweep
                 nice -n 19 "$PY" -m minicnn sweep "benchmarks/papers/converged/$sweep" \
                     --out "$OUT/${sweep%.toml}" --workers 1 --no-progress || break
@@ -66,7 +75,8 @@ case "${1:-status}" in
             exit 1
         fi
         lane lane1 e2train
-        lane lane2 wus lars plateau_resnet20_e32.toml plateau_resnet20_e64.toml gradprune ablation_sgd_lr0.03.toml
+        lane lane2 wus lars plateau_resnet20_e32.toml plateau_resnet20_e64.toml gradprune ablation_sgd_lr0.03.toml \
+            ablation_slu_resnet20.toml
         sleep 2
         renice_loop
         echo "started; logs in $LOG"
