@@ -74,3 +74,19 @@ def test_runs_state_is_the_one_definition_of_finished(sweep, capsys):
     assert rs.main(["unfinished", sweep]) == 0
     assert capsys.readouterr().out.strip().endswith("seed-1__p0.9 (1 epochs)")
     assert rs.main(["bogus"]) == 2
+
+
+def test_runs_state_prepare_writes_sweep_json_once(tmp_path):
+    """``prepare`` gives a new sweep folder its sweep.json (every run pending) so that another sweep's finished
+    baseline runs can be copied in first; an existing sweep.json is left as it is."""
+    rs = load("runs_state")
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[train]\nmodel = "convnet-small"\ndataset = "synthetic"\nepochs = 1\n'
+                    '[grid]\nmethod = ["baseline", "smd"]\nseed = [0, 1]\n')
+    out = tmp_path / "out"
+    assert rs.main(["prepare", str(spec), str(out)]) == 0
+    doc = json.loads((out / "sweep.json").read_text())
+    assert len(doc["runs"]) == 4 and {r["status"] for r in doc["runs"]} == {"pending"}
+    (out / "sweep.json").write_text('{"runs": []}')
+    rs.main(["prepare", str(spec), str(out)])
+    assert json.loads((out / "sweep.json").read_text()) == {"runs": []}

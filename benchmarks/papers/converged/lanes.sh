@@ -42,7 +42,9 @@ lane() {   # lane NAME SWEEP...: the sweeps one after the other; wus's baselines
             # a sweep whose baseline runs another sweep already made (the same configuration: the same run id)
             case "$sweep" in
                 lars) copy_baselines "$OUT/wus/runs/seed-*__method-baseline-*" lars ;;
-                ablation_slu_resnet20.toml)
+                ablation_slu_resnet20.toml)        # (a new sweep folder needs its sweep.json before the copy)
+                    "$PY" benchmarks/papers/converged/runs_state.py prepare \
+                        "benchmarks/papers/converged/$sweep" "$OUT/ablation_slu_resnet20"
                     copy_baselines "$OUT/plateau_resnet20_e64/runs/method-baseline__seed-*" ablation_slu_resnet20 ;;
             esac
             if [ "${sweep%.toml}" != "$sweep" ]; then      # a spec of this folder (an ablation): minicnn sweep

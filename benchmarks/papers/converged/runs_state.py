@@ -3,6 +3,11 @@
 
     python benchmarks/papers/converged/runs_state.py finished [SWEEP_DIR...]    # one run directory per line
     python benchmarks/papers/converged/runs_state.py unfinished [SWEEP_DIR...]  # with "(N epochs)"
+    python benchmarks/papers/converged/runs_state.py prepare SPEC SWEEP_DIR      # sweep.json, nothing run
+
+``prepare`` writes SWEEP_DIR/sweep.json for SPEC (every run pending) when it is not there yet, so that
+finished runs of the same configuration made by another sweep can be copied in before the sweep starts (it
+refuses a folder with runs and no sweep.json, and skips finished runs once it has one).
 
 A run is finished when the sweep engine says so (:func:`minicnn.sweep.engine.dir_state`: its summary says
 completed or diverged); anything else with a ``metrics.jsonl`` is in progress or interrupted (a sweep
@@ -27,7 +32,18 @@ def finished(run_dir: str) -> bool:
     return dir_state(run_dir) in DONE
 
 
+def prepare(spec_path: str, out: str) -> None:
+    from minicnn.sweep.engine import SweepDir
+    from minicnn.sweep.spec import load_spec
+    if not os.path.isfile(os.path.join(out, "sweep.json")):
+        os.makedirs(out, exist_ok=True)
+        SweepDir(out, load_spec(spec_path)).save()
+
+
 def main(argv):
+    if argv[:1] == ["prepare"] and len(argv) == 3:
+        prepare(argv[1], argv[2])
+        return 0
     if not argv or argv[0] not in ("finished", "unfinished"):
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
