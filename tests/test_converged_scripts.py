@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 
+import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -90,3 +91,15 @@ def test_runs_state_prepare_writes_sweep_json_once(tmp_path):
     (out / "sweep.json").write_text('{"runs": []}')
     rs.main(["prepare", str(spec), str(out)])
     assert json.loads((out / "sweep.json").read_text()) == {"runs": []}
+
+
+def test_slu_gates_summary_tells_constant_gates_from_selective_ones():
+    sg = load("slu_gates")
+    flat = sg.gate_summary(np.full(1000, 0.8) + np.random.default_rng(0).normal(0, 0.001, 1000))
+    assert flat["sd"] < 0.01 and flat["above_half"] == 1.0 and abs(flat["mean"] - 0.8) < 0.01
+    split = sg.gate_summary(np.r_[np.full(600, 0.95), np.full(400, 0.1)])       # runs 60% of the images
+    assert split["above_half"] == pytest.approx(0.6) and split["sd"] > 0.4
+    assert split["min"] == pytest.approx(0.1) and split["max"] == pytest.approx(0.95)
+    from minicnn.methods import parse_method_spec
+    slu, smd = parse_method_spec("slu:target=0.8"), parse_method_spec("smd")
+    assert sg.find_slu([smd, slu]) is slu and sg.find_slu([smd]) is None
