@@ -43,7 +43,7 @@ At evaluation both modes skip (with running statistics the two are identical,
 
 Defaults: target 0.6 (E2-Train's middle setting: Table 3 skips 20/40/60%, i.e. runs
 80/60/40%); alpha 1.0, calibrated on the CIFAR slice (resnet20, 4,153 images, batch 128,
-SGD lr 0.1 momentum 0.9; MEASUREMENTS_slu.md): the executed fraction settles at
+SGD lr 0.1 momentum 0.9; docs/measurements/methods3_helper_runs.md): the executed fraction settles at
 0.58-0.60 for target 0.6 and 0.393-0.402 for target 0.4 from the first epoch on. The
 official constant (beta = 1e-5 per gate and sample) is alpha = beta * G * N = 0.01 for
 resnet20 at N = 128 (:class:`~minicnn.methods.gating.CostTerm`): 100 times weaker, made
@@ -62,6 +62,15 @@ sample runs 60% of them in training and all of them at evaluation (0.4: none). T
 fraction at evaluation equals training's only when the gates' p are spread across
 samples; ``sample_at_eval=true`` (the official behaviour) runs the training fraction,
 with a random test accuracy.
+
+Measured (2026-12-07, ``benchmarks/papers/converged/slu_gates.py``): on the CIFAR slice the learned
+gates do *not* become input-adaptive. After 16-64 epochs every gate's p is the target for every
+test image (spread across images 0.001-0.008: resnet8 and resnet20, target 0.6 and 0.8, alpha 1.0
+and the official 0.01, exec skip and mask), so SLU skips at random at the target rate, like a
+per-sample stochastic depth, and at evaluation runs every block (deterministic gates; sampled
+ones score 0.5-3.3 points lower). With the official alpha 0.01 the executed fraction also drifts
+far below the target (0.27 against 0.8 after 16 epochs on resnet8). The README ("The converged
+regime") has the runs.
 """
 from __future__ import annotations
 
