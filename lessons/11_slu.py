@@ -119,6 +119,9 @@ print(f"at evaluation a block runs when p > 0.5: here {ran[:, 1:].mean():.0%} of
       f"p for these images: mean {p.mean():.2f}, spread across images {p.std(axis=0).mean():.3f} -- gates whose p "
       "sits on the same side of 0.5 for every image\nrun all or nothing at evaluation; the official code samples at "
       "evaluation too (slu:sample_at_eval=true) and so runs the training fraction, at the price of a random accuracy.")
+print("Trained to 64 epochs (resnet8 and resnet20), the spread across images stays at 0.001-0.003: the gates learn\n"
+      "the target rate, not which images may skip (README, 'Why SLU costs accuracy here'; run\n"
+      "benchmarks/papers/converged/slu_gates.py on a model.npz to see it).")
 
 # ---------------------------------------------------------------------------------------------
 section("4. exec=skip against exec=mask (the official 'compute all, mask after'), same seed")
