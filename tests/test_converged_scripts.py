@@ -103,3 +103,23 @@ def test_slu_gates_summary_tells_constant_gates_from_selective_ones():
     from minicnn.methods import parse_method_spec
     slu, smd = parse_method_spec("slu:target=0.8"), parse_method_spec("smd")
     assert sg.find_slu([smd, slu]) is slu and sg.find_slu([smd]) is None
+
+
+def test_runs_state_adopt_copies_finished_runs_with_the_same_arguments(tmp_path):
+    """``adopt`` copies another sweep's finished runs in under this sweep's run ids, matched by the arguments'
+    hash (not by name): a run with other arguments, or one not finished, is not copied."""
+    rs = load("runs_state")
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[train]\nmodel = "convnet-small"\ndataset = "synthetic"\nepochs = 1\n'
+                    '[grid]\nseed = [0]\ncase = [{method = "baseline"}, {method = "smd"}]\n')
+    out = tmp_path / "out"
+    rs.main(["prepare", str(spec), str(out)])
+    ids = [r["id"] for r in json.loads((out / "sweep.json").read_text())["runs"]]
+    base = next(i for i in ids if "baseline" in i)
+    src = str(tmp_path / "src")
+    write_run(src, "method-baseline__seed-0-" + base.rsplit("-", 1)[1], "completed", 10.0, [])     # same hash
+    write_run(src, "method-baseline__seed-1-0badc0de", "completed", 10.0, [])                      # not wanted
+    write_run(src, "method-smd__seed-0-" + ids[1].rsplit("-", 1)[1], "interrupted", 10.0, ["smd"])  # unfinished
+    assert rs.adopt(src, str(out)) == [base]
+    assert sorted(os.listdir(out / "runs" / base)) == ["config.json", "metrics.jsonl", "summary.json"]
+    assert rs.adopt(src, str(out)) == []                  # already there: nothing copied twice

@@ -3,7 +3,9 @@
 # machine stays usable for other work; every sweep resumes where it stopped (finished runs are skipped, an
 # interrupted run restarts from its local checkpoint, or from scratch when the checkpoint was not kept).
 #
-#   benchmarks/papers/converged/lanes.sh start      # lane 1: e2train (the longest sweep);
+#   benchmarks/papers/converged/lanes.sh start      # lane 1: e2train (the longest sweep), then E2-Train's
+#                                                   # disagreeing rows at 128 epochs (two runs at a time: by then
+#                                                   # lane 2 has finished);
 #                                                   # lane 2: wus, lars, resnet20's plateau runs (32 and 64
 #                                                   # epochs, 3 seeds each), gradprune, the SGD-at-lr-0.03 ablation,
 #                                                   # SLU against stochastic depth on resnet20
@@ -46,10 +48,17 @@ lane() {   # lane NAME SWEEP...: the sweeps one after the other; wus's baselines
                     "$PY" benchmarks/papers/converged/runs_state.py prepare \
                         "benchmarks/papers/converged/$sweep" "$OUT/ablation_slu_resnet20"
                     copy_baselines "$OUT/plateau_resnet20_e64/runs/method-baseline__seed-*" ablation_slu_resnet20 ;;
+                headline_e2train_e128.toml)        # its baselines are plateau_resnet8_e128's (another run id)
+                    "$PY" benchmarks/papers/converged/runs_state.py prepare \
+                        "benchmarks/papers/converged/$sweep" "$OUT/headline_e2train_e128"
+                    "$PY" benchmarks/papers/converged/runs_state.py adopt \
+                        "$OUT/plateau_resnet8_e128" "$OUT/headline_e2train_e128" ;;
             esac
+            workers=1
+            case "$sweep" in headline_*) workers=${HEADLINE_WORKERS:-2} ;; esac
             if [ "${sweep%.toml}" != "$sweep" ]; then      # a spec of this folder (an ablation): minicnn sweep
                 nice -n 19 "$PY" -m minicnn sweep "benchmarks/papers/converged/$sweep" \
-                    --out "$OUT/${sweep%.toml}" --workers 1 --no-progress || break
+                    --out "$OUT/${sweep%.toml}" --workers "$workers" --no-progress || break
             else                                            # a converged preset
                 nice -n 19 "$PY" -m minicnn reproduce "$sweep" --converged --out "$OUT/$sweep" --workers 1 \
                     --no-progress || break
@@ -76,7 +85,7 @@ case "${1:-status}" in
             echo "lanes.sh: sweeps are already running (lanes.sh status)" >&2
             exit 1
         fi
-        lane lane1 e2train
+        lane lane1 e2train headline_e2train_e128.toml
         lane lane2 wus lars plateau_resnet20_e32.toml plateau_resnet20_e64.toml gradprune ablation_sgd_lr0.03.toml \
             ablation_slu_resnet20.toml
         sleep 2

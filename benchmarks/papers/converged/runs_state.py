@@ -4,10 +4,14 @@
     python benchmarks/papers/converged/runs_state.py finished [SWEEP_DIR...]    # one run directory per line
     python benchmarks/papers/converged/runs_state.py unfinished [SWEEP_DIR...]  # with "(N epochs)"
     python benchmarks/papers/converged/runs_state.py prepare SPEC SWEEP_DIR      # sweep.json, nothing run
+    python benchmarks/papers/converged/runs_state.py adopt FROM_SWEEP SWEEP_DIR  # copy finished runs in
 
 ``prepare`` writes SWEEP_DIR/sweep.json for SPEC (every run pending) when it is not there yet, so that
 finished runs of the same configuration made by another sweep can be copied in before the sweep starts (it
-refuses a folder with runs and no sweep.json, and skips finished runs once it has one).
+refuses a folder with runs and no sweep.json, and skips finished runs once it has one). ``adopt`` copies into SWEEP_DIR (which has its sweep.json) the small files of
+every finished run of FROM_SWEEP that is one of SWEEP_DIR's runs: the same arguments, so the same hash at the end
+of the run id (the id's axis part may differ, ``method-baseline__seed-0-1a07d143`` and
+``seed-0__case-baseline-1a07d143``); the copy takes SWEEP_DIR's name, and the sweep then skips that run.
 
 A run is finished when the sweep engine says so (:func:`minicnn.sweep.engine.dir_state`: its summary says
 completed or diverged); anything else with a ``metrics.jsonl`` is in progress or interrupted (a sweep
@@ -40,9 +44,35 @@ def prepare(spec_path: str, out: str) -> None:
         SweepDir(out, load_spec(spec_path)).save()
 
 
+SMALL_FILES = ("summary.json", "metrics.jsonl", "config.json", "cost.json")
+
+
+def adopt(src_sweep: str, out: str) -> list:
+    """Copy ``src_sweep``'s finished runs that ``out``'s sweep.json also lists (matched by the arguments' hash)."""
+    import json
+    import shutil
+    with open(os.path.join(out, "sweep.json")) as f:
+        wanted = {r["id"].rsplit("-", 1)[-1]: r["id"] for r in json.load(f)["runs"]}
+    copied = []
+    for d in run_dirs([src_sweep]):
+        name = wanted.get(os.path.basename(d).rsplit("-", 1)[-1])
+        dst = os.path.join(out, "runs", name) if name else None
+        if dst and finished(d) and not os.path.exists(dst):
+            os.makedirs(dst)
+            for f in SMALL_FILES:
+                if os.path.isfile(os.path.join(d, f)):
+                    shutil.copy(os.path.join(d, f), dst)
+            copied.append(name)
+    return copied
+
+
 def main(argv):
     if argv[:1] == ["prepare"] and len(argv) == 3:
         prepare(argv[1], argv[2])
+        return 0
+    if argv[:1] == ["adopt"] and len(argv) == 3:
+        for name in adopt(argv[1], argv[2]):
+            print(f"adopted {name}")
         return 0
     if not argv or argv[0] not in ("finished", "unfinished"):
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
