@@ -4,8 +4,9 @@
 # interrupted run restarts from its local checkpoint, or from scratch when the checkpoint was not kept).
 #
 #   benchmarks/papers/converged/lanes.sh start      # lane 1: e2train (the longest sweep), then E2-Train's
-#                                                   # disagreeing rows at 128 epochs (two runs at a time: by then
-#                                                   # lane 2 has finished);
+#                                                   # disagreeing rows at 128 epochs, then resnet8's plateau
+#                                                   # runs at 256 epochs (two runs at a time: by then lane 2 has
+#                                                   # finished);
 #                                                   # lane 2: wus, lars, resnet20's plateau runs (32 and 64
 #                                                   # epochs, 3 seeds each), gradprune, the SGD-at-lr-0.03 ablation,
 #                                                   # SLU against stochastic depth on resnet20
@@ -55,7 +56,7 @@ lane() {   # lane NAME SWEEP...: the sweeps one after the other; wus's baselines
                         "$OUT/plateau_resnet8_e128" "$OUT/headline_e2train_e128" ;;
             esac
             workers=1
-            case "$sweep" in headline_*) workers=${HEADLINE_WORKERS:-2} ;; esac
+            case "$sweep" in headline_*|plateau_resnet8_e256*) workers=${HEADLINE_WORKERS:-2} ;; esac
             if [ "${sweep%.toml}" != "$sweep" ]; then      # a spec of this folder (an ablation): minicnn sweep
                 nice -n 19 "$PY" -m minicnn sweep "benchmarks/papers/converged/$sweep" \
                     --out "$OUT/${sweep%.toml}" --workers "$workers" --no-progress || break
@@ -85,7 +86,7 @@ case "${1:-status}" in
             echo "lanes.sh: sweeps are already running (lanes.sh status)" >&2
             exit 1
         fi
-        lane lane1 e2train headline_e2train_e128.toml
+        lane lane1 e2train headline_e2train_e128.toml plateau_resnet8_e256.toml
         lane lane2 wus lars plateau_resnet20_e32.toml plateau_resnet20_e64.toml gradprune ablation_sgd_lr0.03.toml \
             ablation_slu_resnet20.toml
         sleep 2
