@@ -4,9 +4,8 @@
 # interrupted run restarts from its local checkpoint, or from scratch when the checkpoint was not kept).
 #
 #   benchmarks/papers/converged/lanes.sh start      # lane 1: e2train (the longest sweep), then E2-Train's
-#                                                   # disagreeing rows at 128 epochs, then resnet8's plateau
-#                                                   # runs at 256 epochs (two runs at a time: by then lane 2 has
-#                                                   # finished);
+#                                                   # rows at 128 epochs and resnet8's plateau runs at 256
+#                                                   # epochs (two runs at a time: by then lane 2 has finished);
 #                                                   # lane 2: wus, lars, resnet20's plateau runs (32 and 64
 #                                                   # epochs, 3 seeds each), gradprune, the SGD-at-lr-0.03 ablation,
 #                                                   # SLU against stochastic depth on resnet20
@@ -86,7 +85,7 @@ case "${1:-status}" in
             echo "lanes.sh: sweeps are already running (lanes.sh status)" >&2
             exit 1
         fi
-        lane lane1 e2train headline_e2train_e128.toml plateau_resnet8_e256.toml
+        lane lane1 e2train plateau_resnet8_e256.toml headline_e2train_e128.toml
         lane lane2 wus lars plateau_resnet20_e32.toml plateau_resnet20_e64.toml gradprune ablation_sgd_lr0.03.toml \
             ablation_slu_resnet20.toml
         sleep 2
