@@ -123,3 +123,23 @@ def test_runs_state_adopt_copies_finished_runs_with_the_same_arguments(tmp_path)
     assert rs.adopt(src, str(out)) == [base]
     assert sorted(os.listdir(out / "runs" / base)) == ["config.json", "metrics.jsonl", "summary.json"]
     assert rs.adopt(src, str(out)) == []                  # already there: nothing copied twice
+
+
+def test_paired_differences_are_per_seed_and_skip_unfinished_runs(tmp_path):
+    """paired.py subtracts the same seed's reference (not the means), labels configurations by their run ids
+    without seed and hash, and leaves out runs that did not complete."""
+    pd = load("paired")
+    assert pd.label("seed-0__case-slu-target0.8-6e5d4e6e") == "slu-target0.8"
+    assert pd.label("method-baseline__seed-2-bd54d054") == "baseline"
+    s = tmp_path / "sw"
+    runs = []
+    for seed, (b, m) in enumerate([(0.70, 0.65), (0.60, 0.58), (0.80, None)]):
+        for name, acc in (("baseline", b), ("slu", m)):
+            rid = f"seed-{seed}__case-{name}-0000000{seed}"
+            runs.append({"id": rid, "dir": f"runs/{rid}", "args": {"seed": seed}})
+            write_run(str(s), rid, "completed" if acc else "interrupted", 1.0, [], acc=acc or 0.1)
+    (s / "sweep.json").write_text(json.dumps({"runs": runs}))
+    cfg = pd.configs(str(s))
+    assert cfg["slu"] == pytest.approx({0: 65.0, 1: 58.0})
+    assert pd.paired(cfg["slu"], cfg["baseline"]) == pytest.approx([-5.0, -2.0])   # seed 2 unfinished: left out
+    assert "-5.0, -2.0 (-3.5 ± 2.1)" in pd.table(str(s))

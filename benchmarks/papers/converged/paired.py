@@ -1,0 +1,86 @@
+"""Paired differences between the configurations of one converged sweep, seed by seed (issue 18).
+
+    python benchmarks/papers/converged/paired.py SWEEP_DIR [A:B ...]
+
+A sweep's runs of one seed share their initialization and data order, so a method's final test accuracy minus its
+reference's *of the same seed* has less noise than the difference of the two means. For every configuration
+this prints the seeds finished, the final test accuracy (mean ± sample sd over seeds, and per seed) and the paired
+difference against the sweep's baseline (``method = ["baseline"]`` at the spec's own arguments); then, for each
+``A:B`` given, the paired difference A - B (configurations named by their labels in the first table, e.g.
+``slu-target0.8:stochastic-depth-target0.88`` or ``psg+swa_lr0.03:baseline_lr0.03``).
+
+A configuration's label is its run id without the seed and the hash (``seed-0__case-slu-target0.8-6e5d4e6e`` ->
+``slu-target0.8``); only finished runs (summary status "completed") count, so a sweep half-way is read as far as
+it has got. Nothing is computed here that the runs' ``summary.json`` do not hold.
+"""
+import json
+import os
+import re
+import statistics
+import sys
+
+
+def label(run_id: str) -> str:
+    """``seed-0__case-slu-target0.8-6e5d4e6e`` -> ``slu-target0.8`` (the axes other than the seed, no hash)."""
+    parts = [p for p in run_id.rsplit("-", 1)[0].split("__") if not re.fullmatch(r"seed-\d+", p)]
+    return "__".join(re.sub(r"^(case|method)-", "", p) for p in parts)
+
+
+def configs(sweep: str) -> dict:
+    """{label: {seed: final test acc %}} of the sweep's finished runs, in sweep.json's order."""
+    with open(os.path.join(sweep, "sweep.json")) as f:
+        doc = json.load(f)
+    out = {}
+    for r in doc["runs"]:
+        accs = out.setdefault(label(r["id"]), {})
+        try:
+            with open(os.path.join(sweep, r["dir"], "summary.json")) as f:
+                s = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if s.get("status") == "completed":
+            accs[r["args"]["seed"]] = 100 * s["final_test_acc"]
+    return out
+
+
+def mean_sd(xs) -> str:
+    if not xs:
+        return ""
+    return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
+
+
+def paired(a: dict, b: dict) -> list:
+    """A - B per seed that both have, in seed order."""
+    return [a[s] - b[s] for s in sorted(set(a) & set(b))]
+
+
+def table(sweep: str, pairs=()) -> str:
+    cfg = configs(sweep)
+    base = cfg.get("baseline", {})
+    lines = ["| configuration | seeds | final test acc % | per seed | paired vs baseline (per seed; mean ± sd) |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, accs in cfg.items():
+        xs = [accs[s] for s in sorted(accs)]
+        d = paired(accs, base) if name != "baseline" else []
+        dtxt = f"{', '.join(f'{v:+.1f}' for v in d)} ({mean_sd(d)})" if d else ""
+        lines.append(f"| {name} | {len(xs)} | {mean_sd(xs)} | {', '.join(f'{v:.1f}' for v in xs)} | {dtxt} |")
+    for p in pairs:
+        a, b = p.split(":")
+        if a not in cfg or b not in cfg:
+            raise SystemExit(f"paired.py: no configuration {a if a not in cfg else b!r} in {sweep} "
+                             f"(labels: {', '.join(cfg)})")
+        d = paired(cfg[a], cfg[b])
+        lines.append(f"\n{a} - {b}: {', '.join(f'{v:+.1f}' for v in d)} (mean {mean_sd(d)}, {len(d)} seeds)")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if not argv or not os.path.isfile(os.path.join(argv[0], "sweep.json")):
+        print("usage: paired.py SWEEP_DIR [A:B ...]  (SWEEP_DIR holds a sweep.json)", file=sys.stderr)
+        return 2
+    print(table(argv[0], argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
