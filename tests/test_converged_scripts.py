@@ -143,3 +143,37 @@ def test_paired_differences_are_per_seed_and_skip_unfinished_runs(tmp_path):
     assert cfg["slu"] == pytest.approx({0: 65.0, 1: 58.0})
     assert pd.paired(cfg["slu"], cfg["baseline"]) == pytest.approx([-5.0, -2.0])   # seed 2 unfinished: left out
     assert "-5.0, -2.0 (-3.5 ± 2.1)" in pd.table(str(s))
+
+
+def test_slu_oracle_masks_skip_exactly_the_chosen_images():
+    """slu_oracle.py's override makes gated block b skip the images its mask says: skipping block b for every
+    image gives the network whose block b has a zero residual (bn2's weight and bias 0), and a mask that skips
+    half the images changes those images' outputs only."""
+    from minicnn.hooks import HookList
+    from minicnn.methods.slu import SLU
+    from minicnn.models import build
+    so = load("slu_oracle")
+    assert so.top_mask(np.array([0.1, 0.9, 0.5, 0.9]), 2).tolist() == [False, True, False, True]
+    model = build("resnet8", num_classes=10, seed=0)
+    slu = SLU(target=0.8).attach(model)
+    slu.decision = so._AlwaysRun()
+    over = so.MaskOverride(slu._gate_of)
+    model.set_hooks(HookList([slu, over]))
+    model.eval()
+    x = np.random.default_rng(1).standard_normal((6, 3, 32, 32)).astype(np.float32)
+    G = len(slu.gated)
+    over.masks = np.ones((G, 6), dtype=bool)
+    full = model.forward(x)
+    over.masks[1] = [True, False, True, False, True, False]
+    half = model.forward(x)
+    over.masks[1] = False
+    skipped = model.forward(x)
+    over.masks = None
+    bn2 = slu.gated[1].bn2
+    bn2.params["weight"][:] = 0.0
+    bn2.params["bias"][:] = 0.0
+    zero_residual = model.forward(x)
+    np.testing.assert_allclose(skipped, zero_residual, rtol=1e-5, atol=1e-5)
+    assert np.abs(skipped - full).max() > 1e-3                       # the block mattered
+    np.testing.assert_allclose(half[0::2], full[0::2], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(half[1::2], skipped[1::2], rtol=1e-5, atol=1e-6)
