@@ -26,6 +26,16 @@ def label(run_id: str) -> str:
     return "__".join(re.sub(r"^(case|method)-", "", p) for p in parts)
 
 
+def completed_acc(sweep: str, run: dict):
+    """The final test accuracy (a fraction) of one of sweep.json's runs, or None if it has not completed."""
+    try:
+        with open(os.path.join(sweep, run["dir"], "summary.json")) as f:
+            s = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return s["final_test_acc"] if s.get("status") == "completed" else None
+
+
 def configs(sweep: str) -> dict:
     """{label: {seed: final test acc %}} of the sweep's finished runs, in sweep.json's order."""
     with open(os.path.join(sweep, "sweep.json")) as f:
@@ -33,13 +43,9 @@ def configs(sweep: str) -> dict:
     out = {}
     for r in doc["runs"]:
         accs = out.setdefault(label(r["id"]), {})
-        try:
-            with open(os.path.join(sweep, r["dir"], "summary.json")) as f:
-                s = json.load(f)
-        except (OSError, ValueError):
-            continue
-        if s.get("status") == "completed":
-            accs[r["args"]["seed"]] = 100 * s["final_test_acc"]
+        acc = completed_acc(sweep, r)
+        if acc is not None:
+            accs[r["args"]["seed"]] = 100 * acc
     return out
 
 

@@ -27,6 +27,7 @@ happens to fix a wrong answer: seed 0 of the resnet20 ablation scored 77.5% so, 
 running; that is not something a gate can learn). The two KL choices are greedy, not optimal jointly.
 """
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -34,8 +35,10 @@ import numpy as np
 from minicnn.cli import _load_data
 from minicnn.data import BatchIterator
 from minicnn.hooks import Hook, HookList
-from minicnn.methods.slu import SLU
 from minicnn.training.checkpoint_io import load_checkpoint
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from slu_gates import find_slu  # noqa: E402
 
 
 class _AlwaysRun:
@@ -90,7 +93,7 @@ def top_mask(score: np.ndarray, k: int) -> np.ndarray:
 
 def analyse(path: str, ds, draws: int) -> dict:
     model, meta, mean, std, methods = load_checkpoint(path, with_methods=True)
-    slu = next((m for m in methods if isinstance(m, SLU)), None)
+    slu = find_slu(methods)
     if slu is None:
         raise SystemExit(f"slu_oracle.py: {path} was not trained with slu (or e2train)")
     slu.decision = _AlwaysRun()

@@ -19,6 +19,8 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from paired import completed_acc  # noqa: E402
 ROOT = os.path.normpath(os.path.join(HERE, "..", "..", "..", "docs", "measurements", "converged"))
 
 
@@ -29,15 +31,9 @@ def per_seed(sweep: str, args: dict) -> dict:
     want = {k: v for k, v in args.items() if k != "seed"}
     out = {}
     for r in runs:
-        if {k: v for k, v in r["args"].items() if k != "seed"} != want:
-            continue
-        try:
-            with open(os.path.join(sweep, r["dir"], "summary.json")) as f:
-                s = json.load(f)
-        except (OSError, ValueError):
-            continue
-        if s.get("status") == "completed":
-            out[r["args"]["seed"]] = s["final_test_acc"]
+        acc = completed_acc(sweep, r) if {k: v for k, v in r["args"].items() if k != "seed"} == want else None
+        if acc is not None:
+            out[r["args"]["seed"]] = acc
     return out
 
 
