@@ -157,7 +157,7 @@ def test_slu_oracle_masks_skip_exactly_the_chosen_images():
     model = build("resnet8", num_classes=10, seed=0)
     slu = SLU(target=0.8).attach(model)
     slu.decision = so._AlwaysRun()
-    over = so.MaskOverride(slu._gate_of)
+    over = so.MaskOverride(slu.gated)
     model.set_hooks(HookList([slu, over]))
     model.eval()
     x = np.random.default_rng(1).standard_normal((6, 3, 32, 32)).astype(np.float32)
@@ -177,3 +177,24 @@ def test_slu_oracle_masks_skip_exactly_the_chosen_images():
     assert np.abs(skipped - full).max() > 1e-3                       # the block mattered
     np.testing.assert_allclose(half[0::2], full[0::2], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(half[1::2], skipped[1::2], rtol=1e-5, atol=1e-6)
+
+
+def test_slu_signal_spearman_and_task_signal_shapes():
+    """slu_signal.py: Spearman is the rank correlation (1 for any increasing map, -1 for a decreasing one), and
+    the task signal has one finite, non-zero dL/dm per gate and image over batches of uneven size (SLU's own
+    per-sample gradient is tested in test_slu.py)."""
+    from minicnn.hooks import HookList
+    from minicnn.methods.slu import SLU
+    from minicnn.models import build
+    ss = load("slu_signal")
+    a = np.random.default_rng(0).standard_normal(50)
+    assert ss.spearman(a, np.exp(a)) == pytest.approx(1.0)
+    assert ss.spearman(a, -a ** 3) == pytest.approx(-1.0)
+    model = build("resnet8", num_classes=10, seed=0)
+    slu = SLU(target=0.8).attach(model)
+    slu.decision = load("slu_oracle")._AlwaysRun()
+    model.set_hooks(HookList([slu]))
+    rng = np.random.default_rng(1)
+    images = ss.Images(rng.integers(0, 256, (10, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, 10))
+    dm = ss.task_signal(model, slu, images, None, None, batch=4)        # batches of 4, 4 and 2
+    assert dm.shape == (len(slu.gated), 10) and np.isfinite(dm).all() and np.abs(dm).max() > 0

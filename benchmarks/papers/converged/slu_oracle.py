@@ -50,10 +50,10 @@ class _AlwaysRun:
 
 
 class MaskOverride(Hook):
-    """block_gate: gated block l runs the images where ``masks[l, offset:offset + n]`` is True."""
+    """block_gate: gated block l (``slu.gated[l]``) runs the images where ``masks[l, offset:offset + n]`` is True."""
 
-    def __init__(self, gate_of: dict):
-        self.gate_of = gate_of
+    def __init__(self, gated: list):
+        self.gate_of = {id(b): l for l, b in enumerate(gated)}
         self.masks = None
         self.offset = 0
 
@@ -97,7 +97,7 @@ def analyse(path: str, ds, draws: int) -> dict:
     if slu is None:
         raise SystemExit(f"slu_oracle.py: {path} was not trained with slu (or e2train)")
     slu.decision = _AlwaysRun()
-    override = MaskOverride(slu._gate_of)
+    override = MaskOverride(slu.gated)
     model.set_hooks(HookList([slu, override]))
     model.eval()
     y = ds.test_y
