@@ -73,8 +73,10 @@ far below the target (0.27 against 0.8 after 16 epochs on resnet8). There was so
 on SLU's trained resnet20 networks, running each block for the same share of the test images, chosen
 block by block as those whose output changes most when it is skipped (no labels), costs 0.1 point
 against running every block, against 1.6 at random; ranked by the learned p, the images do no better
-than at random (``benchmarks/papers/converged/slu_oracle.py``). The README ("The converged regime")
-has the runs.
+than at random (``benchmarks/papers/converged/slu_oracle.py``). The gates' only per-image signal,
+the straight-through dL/dm, is a spread of either sign around a mean near zero on those networks,
+and follows the label-free effect of skipping only weakly (``slu_signal.py``): a gate that fits its
+expectation given the image has little to fit. The README ("The converged regime") has the runs.
 """
 from __future__ import annotations
 
