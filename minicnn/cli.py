@@ -302,6 +302,8 @@ def _sweep_parsers(sub):
     s = sub.add_parser("sweep", **plain, help="run a grid of training runs from a TOML spec (resumable)")
     s.add_argument("spec", help="the spec file (TOML: [train] and [grid]; see minicnn.sweep.spec)")
     s.add_argument("--out", required=True, help="sweep directory (DIR/sweep.json, DIR/runs/<id>/)")
+    s.add_argument("--data-dir", default=None,
+                   help="dataset directory, replacing the spec's [train] data-dir (default: the spec's)")
     run_flags(s)
     s.add_argument("--dry-run", action="store_true", help="list the runs and what would be done; run nothing")
 
@@ -323,7 +325,7 @@ def _sweep_parsers(sub):
 
 def cmd_sweep(a):
     from .sweep import exit_code, load_spec, run_sweep
-    doc = run_sweep(load_spec(a.spec), a.out, workers=a.workers, scheduler=a.scheduler,
+    doc = run_sweep(load_spec(a.spec, a.data_dir), a.out, workers=a.workers, scheduler=a.scheduler,
                     dry_run=a.dry_run, progress=not a.no_progress)
     return 0 if a.dry_run else _sweep_exit(doc, a.out, exit_code(doc))
 

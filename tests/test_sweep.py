@@ -100,6 +100,20 @@ def test_spec_unknown_table_and_bad_toml(tmp_path):
         load_spec(str(tmp_path / "missing.toml"))
 
 
+def test_sweep_data_dir_replaces_the_specs(tmp_path):
+    """``minicnn sweep --data-dir``: an existing directory replaces [train] data-dir (absolute, so the runs'
+    ids change with it); a missing one is a one-line error, before anything runs."""
+    path = write_spec(str(tmp_path), train={**TINY_TRAIN, "data-dir": "../elsewhere"}, grid={"seed": [0]})
+    (tmp_path / "cifar").mkdir()
+    spec = load_spec(path, str(tmp_path / "cifar"))
+    assert spec.runs[0].args["data-dir"] == str(tmp_path / "cifar")
+    assert spec.runs[0].id != load_spec(path).runs[0].id
+    with pytest.raises(SpecError, match="--data-dir .*nowhere is not a directory"):
+        load_spec(path, str(tmp_path / "nowhere"))
+    r = cli("sweep", path, "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "nowhere"), "--dry-run")
+    assert r.returncode != 0 and "is not a directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 def test_spec_grid_expansion_flags_paths_and_combinations(tmp_path):
     spec = spec_of(tmp_path, train={**TINY_TRAIN, "data-dir": "../data", "nesterov": True, "stats": False},
                    grid={"method": ["baseline", ["freeze:layers=conv1", "freeze:layers=fc"]], "seed": [0, 1, 2]})

@@ -187,8 +187,13 @@ def _check_case(value, flags: dict, where: str, spec_dir: str, other_axes: set) 
 
 # -- loading -------------------------------------------------------------------------
 
-def load_spec(path: str) -> Spec:
-    """Read and validate a spec file; expand its grid into runs."""
+def load_spec(path: str, data_dir: str | None = None) -> Spec:
+    """Read and validate a spec file; expand its grid into runs.
+
+    ``data_dir`` (``minicnn sweep --data-dir``), an existing directory, replaces ``[train] data-dir``: a spec
+    written on one machine runs on another without editing. The runs' arguments, and so their ids, change
+    with it.
+    """
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -196,6 +201,12 @@ def load_spec(path: str) -> Spec:
         raise SpecError(f"spec file {path} does not exist") from None
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path} is not valid TOML: {e}") from None
+    if data_dir is not None:
+        if not os.path.isdir(data_dir):
+            raise SpecError(f"--data-dir {data_dir} is not a directory")
+        if not isinstance(raw.get("train", {}), dict):
+            raise SpecError(f"{os.path.basename(path)}: [train] must be a table")
+        raw.setdefault("train", {})["data-dir"] = os.path.abspath(data_dir)
     return parse_spec(raw, path)
 
 
