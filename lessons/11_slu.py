@@ -23,9 +23,10 @@ term is that one. This lesson
    the decision afterwards) -- the same seed, so the same first decisions;
 5. puts SLU next to stochastic depth (Huang et al. 2016) at equal executed work and a
    plain run: test accuracy against training energy (the paper's Figs. 4-5; §4.3 sets SD's
-   dropping ratio equal to SLU's).
+   dropping ratio equal to SLU's);
+6. looks at what the gates learn from: the straight-through task gradient dL/dm, per image.
 
-Figures: ``11_gates.png`` and ``11_accuracy_vs_energy.png`` in the output folder.
+Figures: ``11_gates.png``, ``11_accuracy_vs_energy.png`` and ``11_gate_signal.png`` in the output folder.
 """
 import numpy as np
 from matplotlib.figure import Figure
@@ -33,6 +34,7 @@ from matplotlib.figure import Figure
 from _lesson import QUICK, Timer, check, finish, load_data, save, section
 from minicnn.cost import Ledger
 from minicnn.hooks import HookList
+from minicnn.losses import SoftmaxCrossEntropy
 from minicnn.methods import attach, build_methods
 from minicnn.models import build
 from minicnn.training import SGD, Trainer, make_schedule
@@ -203,4 +205,50 @@ ax2.set(xlabel="residual block", ylabel="test image", title="Blocks run at evalu
 ax2.set_xticks(range(ran.shape[1]))
 fig.suptitle("SLU's gates", fontweight="bold")
 save(fig, "11_gates.png")
+
+# ---------------------------------------------------------------------------------------------
+section("6. What the gates learn from: dL/dm per image")
+# A gate's gradient is the cost term (the same for every image) plus, per image, the straight-through task
+# gradient dL/dm = <dL/d(s + m F), F(x)>: all a gate has to learn *which* images to skip. Here it is for every
+# training image of the lesson, on the trained SLU network, as in training (BatchNorm on batch statistics), with
+# every image given it (exec=mask), running every block.
+
+
+class RunAll:
+    """A decision that runs every block (the gates still compute p): we only want the gradient."""
+
+    @staticmethod
+    def decide(p, training, rng=None, u=None):
+        return np.ones(len(p), dtype=bool)
+
+
+slu_trained.decision, slu_trained.exec = RunAll(), "mask"
+m.train()
+loss = SoftmaxCrossEntropy()
+dm = np.zeros((len(slu_trained.gated), N_TRAIN))
+for start in range(0, N_TRAIN, BATCH):
+    xb = (ds.train_x[start:start + BATCH].astype(np.float32) / 255 - run["tr"].mean[:, None, None]) \
+        / run["tr"].std[:, None, None]
+    yb = ds.train_y[start:start + BATCH]
+    loss.forward(m.forward(xb.astype(np.float32)), yb)
+    m.backward(loss.backward())
+    for g, t in enumerate(slu_trained.task_dm):
+        dm[g, start:start + len(yb)] = t * len(yb)        # the loss is a batch mean: per image, scale back
+print(f"{'gate':<6}{'mean dL/dm':>12}{'spread (sd)':>13}{'share < 0 (run it)':>20}")
+for g in range(len(dm)):
+    print(f"{g:<6}{dm[g].mean():>+12.3f}{dm[g].std():>13.3f}{(dm[g] < 0).mean():>20.2f}")
+check("dL/dm takes both signs across images at every gate", all(0 < (d < 0).mean() < 1 for d in dm))
+print("A gate reads the image, not its label, so what it can learn is the mean of dL/dm given the image. On the\n"
+      "converged networks that mean is near zero and the spread many times larger, of either sign; it follows\n"
+      "the label-free effect of skipping only weakly (README, 'What the gates learn from';\n"
+      "benchmarks/papers/converged/slu_signal.py): little for a gate to fit, so the cost term sets every p alike.")
+fig = Figure(figsize=(6.5 + 0.8 * len(dm), 4), layout="constrained")
+ax = fig.subplots()
+ax.violinplot([d for d in dm], showmeans=True)
+ax.axhline(0, color="k", lw=0.8)
+ax.set(xlabel="gate", ylabel="dL/dm per image", title="The straight-through task gradient each gate gets, per "
+       "training image (0: no preference)")
+ax.set_xticks(range(1, len(dm) + 1), [str(g) for g in range(len(dm))])
+ax.grid(axis="y", alpha=0.3)
+save(fig, "11_gate_signal.png")
 finish()

@@ -38,7 +38,7 @@ EXPECTED = {
     "08_lars_skip.py": (6, ["08_lars_nw.png"], 8),
     "09_gradprune.py": (5, ["09_histogram.png", "09_density.png", "09_sparse_vs_dense.png"], 8),
     "10_psg.py": (5, ["10_number_line.png", "10_sign_agreement.png", "10_energy.png"], 11),
-    "11_slu.py": (5, ["11_gates.png", "11_accuracy_vs_energy.png"], 7),
+    "11_slu.py": (6, ["11_gates.png", "11_accuracy_vs_energy.png", "11_gate_signal.png"], 8),
 }
 CHECKS_LINE = re.compile(r"^CHECKS: (\d+) passed, (\d+) failed$", re.MULTILINE)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
