@@ -73,7 +73,11 @@ def test_runs_state_is_the_one_definition_of_finished(sweep, capsys):
     done = capsys.readouterr().out.split()
     assert sorted(os.path.basename(d) for d in done) == ["seed-0__baseline", "seed-0__p0.9", "seed-2__baseline"]
     assert rs.main(["unfinished", sweep]) == 0
-    assert capsys.readouterr().out.strip().endswith("seed-1__p0.9 (1 epochs)")
+    assert capsys.readouterr().out.strip().endswith("seed-1__p0.9 (1 epochs)")       # no epochs_run: no "/N"
+    with open(os.path.join(sweep, "runs", "seed-1__p0.9", "config.json"), "w") as f:
+        json.dump({"method": ["gradprune:p=0.9"], "epochs": 8, "epochs_run": 16}, f)
+    rs.main(["unfinished", sweep])
+    assert capsys.readouterr().out.strip().endswith("seed-1__p0.9 (1/16 epochs)")
     assert rs.main(["bogus"]) == 2
 
 

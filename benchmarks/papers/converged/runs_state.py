@@ -32,6 +32,16 @@ def run_dirs(sweeps=None):
         yield from sorted(d for d in glob.glob(os.path.join(sweep, "runs", "*")) if os.path.isdir(d))
 
 
+def planned(run_dir: str) -> str:
+    """"/N" for a run whose config.json says it runs N epochs (after any method's scaling), else ""."""
+    import json
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            return f"/{int(json.load(f)['epochs_run'])}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 def finished(run_dir: str) -> bool:
     return dir_state(run_dir) in DONE
 
@@ -84,7 +94,8 @@ def main(argv):
                 print(os.path.relpath(d))
             elif os.path.isfile(os.path.join(d, "metrics.jsonl")):
                 with open(os.path.join(d, "metrics.jsonl")) as f:
-                    print(f"{os.path.relpath(d)} ({sum(1 for line in f if line.strip())} epochs)")
+                    done = sum(1 for line in f if line.strip())
+                print(f"{os.path.relpath(d)} ({done}{planned(d)} epochs)")
     return 0
 
 
