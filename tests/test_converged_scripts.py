@@ -202,3 +202,35 @@ def test_slu_signal_spearman_and_task_signal_shapes():
     images = ss.Images(rng.integers(0, 256, (10, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, 10))
     dm = ss.task_signal(model, slu, images, None, None, batch=4)        # batches of 4, 4 and 2
     assert dm.shape == (len(slu.gated), 10) and np.isfinite(dm).all() and np.abs(dm).max() > 0
+
+
+def test_slu_oracle_block_by_block_kl_is_measured_from_the_choices_already_made():
+    """kl_of_skipping scores skipping block b *given* the masks chosen so far: when block b contributes nothing
+    (its residual zeroed), skipping it changes nothing, whatever the other blocks do, so the KL is 0; measured
+    from the all-blocks-run output instead, it would count block 0's skip too. A method other than SLU that acts
+    at evaluation is refused."""
+    from minicnn.hooks import HookList
+    from minicnn.methods.slu import SLU
+    from minicnn.models import build
+    so = load("slu_oracle")
+    model = build("resnet8", num_classes=10, seed=0)
+    slu = SLU(target=0.8).attach(model)
+    slu.decision = so._AlwaysRun()
+    over = so.MaskOverride(slu.gated)
+    model.set_hooks(HookList([slu, over]))
+    model.eval()
+    for q in ("weight", "bias"):
+        slu.gated[1].bn2.params[q][:] = 0.0                    # gate 1's block: a zero residual
+    rng = np.random.default_rng(2)
+    images = load("slu_signal").Images(rng.integers(0, 256, (6, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, 6))
+    lp_all = so.log_softmax(so.forward_all(model, images, None, None, over, None)[0])
+    masks = np.ones((len(slu.gated), 6), dtype=bool)
+    masks[0] = False                                           # block 1 (gate 0) skipped for every image
+    assert np.abs(so.kl_of_skipping(model, images, None, None, over, masks, 1, lp_all)).max() < 1e-6
+    assert so.kl_of_skipping(model, images, None, None, over, np.ones_like(masks), 0, lp_all).max() > 1e-4
+
+    class PSGLike:
+        name, acts_in_eval = "psg", True
+    with pytest.raises(SystemExit, match="also uses psg"):
+        so.refuse_other_eval_methods("m.npz", [slu, PSGLike()], slu)
+    so.refuse_other_eval_methods("m.npz", [slu], slu)         # SLU alone: fine

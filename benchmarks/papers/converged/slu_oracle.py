@@ -79,9 +79,34 @@ def forward_all(model, ds, mean, std, override, masks, slu=None):
     return np.concatenate(logits).astype(np.float64), (np.concatenate(ps, axis=1) if ps else None)
 
 
+def refuse_other_eval_methods(path, methods, slu):
+    """Exit if a method other than the SLU acts at evaluation (e2train's PSG evaluates in fixed point): these
+    scripts replace the model's hooks with the SLU's and their own, and would score another network."""
+    others = [m.name for m in methods if m is not slu and getattr(m, "acts_in_eval", False)]
+    if others:
+        raise SystemExit(f"{os.path.basename(sys.argv[0])}: {path} also uses {', '.join(others)} at evaluation; "
+                         "only models trained with slu alone (or with methods that do not act at evaluation) "
+                         "are supported")
+
+
 def log_softmax(z):
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def kl_of_skipping(model, ds, mean, std, override, masks, b, lp_all=None) -> np.ndarray:
+    """Per image, KL(softmax with ``masks`` || softmax with ``masks`` and block b skipped too).
+
+    ``lp_all``: the log-softmax with every block running, reused when ``masks`` runs every block.
+    """
+    if masks.all() and lp_all is not None:
+        lp_in = lp_all
+    else:
+        lp_in = log_softmax(forward_all(model, ds, mean, std, override, masks)[0])
+    skipped = masks.copy()
+    skipped[b] = False
+    lp = log_softmax(forward_all(model, ds, mean, std, override, skipped)[0])
+    return (np.exp(lp_in) * (lp_in - lp)).sum(axis=1)
 
 
 def top_mask(score: np.ndarray, k: int) -> np.ndarray:
@@ -95,7 +120,8 @@ def analyse(path: str, ds, draws: int) -> dict:
     model, meta, mean, std, methods = load_checkpoint(path, with_methods=True)
     slu = find_slu(methods)
     if slu is None:
-        raise SystemExit(f"slu_oracle.py: {path} was not trained with slu (or e2train)")
+        raise SystemExit(f"slu_oracle.py: {path} was not trained with slu")
+    refuse_other_eval_methods(path, methods, slu)
     slu.decision = _AlwaysRun()
     override = MaskOverride(slu.gated)
     model.set_hooks(HookList([slu, override]))
@@ -107,23 +133,18 @@ def analyse(path: str, ds, draws: int) -> dict:
     rates = p.mean(axis=1)
     ks = np.rint(rates * N).astype(int)
     lp0 = log_softmax(base)
-    def kl_of_skipping(masks, b):
-        """Per image, KL(softmax with masks || softmax with masks and block b skipped)."""
-        before = masks if masks.all() else None
-        lp_in = lp0 if before is None else log_softmax(forward_all(model, ds, mean, std, override, masks)[0])
-        skipped = masks.copy()
-        skipped[b] = False
-        lp = log_softmax(forward_all(model, ds, mean, std, override, skipped)[0])
-        return (np.exp(lp_in) * (lp_in - lp)).sum(axis=1)
-    kl = np.stack([kl_of_skipping(np.ones((G, N), dtype=bool), b) for b in range(G)])
-    seq = np.ones((G, N), dtype=bool)
+    ones = np.ones((G, N), dtype=bool)
+    kl = np.stack([kl_of_skipping(model, ds, mean, std, override, ones, b, lp0) for b in range(G)])
+    seq = ones.copy()
     for b in range(G):                                   # blocks before b keep the choices made for them
-        seq[b] = top_mask(kl_of_skipping(seq, b), ks[b])
+        seq[b] = top_mask(kl_of_skipping(model, ds, mean, std, override, seq, b, lp0), ks[b])
     rows = {"all blocks run": [acc(base)]}
     rng = np.random.default_rng(0)
 
     def run(masks):
         return acc(forward_all(model, ds, mean, std, override, masks)[0])
+    if not (p > 0.5).all():                              # minicnn's evaluation is then not "all blocks run"
+        rows["minicnn's evaluation, p > 0.5"] = [run(p > 0.5)]
     rows["learned, sampled"] = [run(p > rng.random(p.shape)) for _ in range(draws)]
     rows["random"] = [run(np.stack([top_mask(rng.random(N), k) for k in ks])) for _ in range(draws)]
     rows["learned rank"] = [run(np.stack([top_mask(p[b], ks[b]) for b in range(G)]))]

@@ -34,7 +34,7 @@ from minicnn.training.checkpoint_io import load_checkpoint
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from slu_gates import find_slu  # noqa: E402
-from slu_oracle import MaskOverride, _AlwaysRun, forward_all, log_softmax  # noqa: E402
+from slu_oracle import MaskOverride, _AlwaysRun, forward_all, log_softmax, refuse_other_eval_methods  # noqa: E402
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -76,7 +76,8 @@ def analyse(path: str, images) -> list:
     model, meta, mean, std, methods = load_checkpoint(path, with_methods=True)
     slu = find_slu(methods)
     if slu is None:
-        raise SystemExit(f"slu_signal.py: {path} was not trained with slu (or e2train)")
+        raise SystemExit(f"slu_signal.py: {path} was not trained with slu")
+    refuse_other_eval_methods(path, methods, slu)
     slu.decision = _AlwaysRun()
     over = MaskOverride(slu.gated)
     model.set_hooks(HookList([slu, over]))
