@@ -71,7 +71,7 @@ per-sample stochastic depth, and at evaluation runs every block (deterministic g
 ones score 0.5-3.3 points lower). With the official alpha 0.01 the executed fraction also drifts
 far below the target (0.27 against 0.8 after 16 epochs on resnet8). There was something to learn:
 on SLU's trained resnet20 networks, running each block for the same share of the test images, chosen
-block by block as those whose output changes most when it is skipped (no labels), costs 0.1 point
+block by block as those whose output changes most when it is skipped (no labels), costs 0.2 point
 against running every block, against 1.6 at random; ranked by the learned p, the images do no better
 than at random (``benchmarks/papers/converged/slu_oracle.py``). The gates' only per-image signal,
 the straight-through dL/dm, is a spread of either sign around a mean near zero on those networks,
