@@ -149,21 +149,22 @@ def test_paired_differences_are_per_seed_and_skip_unfinished_runs(tmp_path):
     assert "-5.0, -2.0 (-3.5 ± 2.1)" in pd.table(str(s))
 
 
+def resnet8_with_masks():
+    """An untrained resnet8 with an SLU, set up by slu_oracle.masked_slu: (oracle module, model, slu, override)."""
+    from minicnn.methods.slu import SLU
+    from minicnn.models import build
+    so = load("slu_oracle")
+    model = build("resnet8", num_classes=10, seed=0)
+    slu = SLU(target=0.8).attach(model)
+    return (so, model, *so.masked_slu("test.npz", model, [slu]))
+
+
 def test_slu_oracle_masks_skip_exactly_the_chosen_images():
     """slu_oracle.py's override makes gated block b skip the images its mask says: skipping block b for every
     image gives the network whose block b has a zero residual (bn2's weight and bias 0), and a mask that skips
     half the images changes those images' outputs only."""
-    from minicnn.hooks import HookList
-    from minicnn.methods.slu import SLU
-    from minicnn.models import build
-    so = load("slu_oracle")
+    so, model, slu, over = resnet8_with_masks()
     assert so.top_mask(np.array([0.1, 0.9, 0.5, 0.9]), 2).tolist() == [False, True, False, True]
-    model = build("resnet8", num_classes=10, seed=0)
-    slu = SLU(target=0.8).attach(model)
-    slu.decision = so._AlwaysRun()
-    over = so.MaskOverride(slu.gated)
-    model.set_hooks(HookList([slu, over]))
-    model.eval()
     x = np.random.default_rng(1).standard_normal((6, 3, 32, 32)).astype(np.float32)
     G = len(slu.gated)
     over.masks = np.ones((G, 6), dtype=bool)
@@ -187,17 +188,11 @@ def test_slu_signal_spearman_and_task_signal_shapes():
     """slu_signal.py: Spearman is the rank correlation (1 for any increasing map, -1 for a decreasing one), and
     the task signal has one finite, non-zero dL/dm per gate and image over batches of uneven size (SLU's own
     per-sample gradient is tested in test_slu.py)."""
-    from minicnn.hooks import HookList
-    from minicnn.methods.slu import SLU
-    from minicnn.models import build
     ss = load("slu_signal")
     a = np.random.default_rng(0).standard_normal(50)
     assert ss.spearman(a, np.exp(a)) == pytest.approx(1.0)
     assert ss.spearman(a, -a ** 3) == pytest.approx(-1.0)
-    model = build("resnet8", num_classes=10, seed=0)
-    slu = SLU(target=0.8).attach(model)
-    slu.decision = load("slu_oracle")._AlwaysRun()
-    model.set_hooks(HookList([slu]))
+    _, model, slu, _ = resnet8_with_masks()
     rng = np.random.default_rng(1)
     images = ss.Images(rng.integers(0, 256, (10, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, 10))
     dm = ss.task_signal(model, slu, images, None, None, batch=4)        # batches of 4, 4 and 2
@@ -209,16 +204,7 @@ def test_slu_oracle_block_by_block_kl_is_measured_from_the_choices_already_made(
     (its residual zeroed), skipping it changes nothing, whatever the other blocks do, so the KL is 0; measured
     from the all-blocks-run output instead, it would count block 0's skip too. A method other than SLU that acts
     at evaluation is refused."""
-    from minicnn.hooks import HookList
-    from minicnn.methods.slu import SLU
-    from minicnn.models import build
-    so = load("slu_oracle")
-    model = build("resnet8", num_classes=10, seed=0)
-    slu = SLU(target=0.8).attach(model)
-    slu.decision = so._AlwaysRun()
-    over = so.MaskOverride(slu.gated)
-    model.set_hooks(HookList([slu, over]))
-    model.eval()
+    so, model, slu, over = resnet8_with_masks()
     for q in ("weight", "bias"):
         slu.gated[1].bn2.params[q][:] = 0.0                    # gate 1's block: a zero residual
     rng = np.random.default_rng(2)

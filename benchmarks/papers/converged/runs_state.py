@@ -18,7 +18,9 @@ completed or diverged); anything else with a ``metrics.jsonl`` is in progress or
 restarts it). Default SWEEP_DIRs: every folder of ``docs/measurements/converged``.
 """
 import glob
+import json
 import os
+import shutil
 import sys
 
 from minicnn.sweep.engine import DONE, dir_state
@@ -34,7 +36,6 @@ def run_dirs(sweeps=None):
 
 def planned(run_dir: str) -> str:
     """"/N" for a run whose config.json says it runs N epochs (after any method's scaling), else ""."""
-    import json
     try:
         with open(os.path.join(run_dir, "config.json")) as f:
             return f"/{int(json.load(f)['epochs_run'])}"
@@ -59,8 +60,6 @@ SMALL_FILES = ("summary.json", "metrics.jsonl", "config.json", "cost.json")
 
 def adopt(src_sweep: str, out: str) -> list:
     """Copy ``src_sweep``'s finished runs that ``out``'s sweep.json also lists (matched by the arguments' hash)."""
-    import json
-    import shutil
     with open(os.path.join(out, "sweep.json")) as f:
         wanted = {r["id"].rsplit("-", 1)[-1]: r["id"] for r in json.load(f)["runs"]}
     copied = []

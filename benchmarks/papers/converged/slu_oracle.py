@@ -89,9 +89,31 @@ def refuse_other_eval_methods(path, methods, slu):
                          "are supported")
 
 
+def masked_slu(path, model, methods):
+    """The model's SLU, set up for these scripts: every block runs unless a MaskOverride mask says otherwise.
+
+    Returns (slu, override); the model's hooks become [slu, override], in evaluation mode. Exits with one line if
+    the model has no SLU or another method acts at evaluation.
+    """
+    slu = find_slu(methods)
+    if slu is None:
+        raise SystemExit(f"{os.path.basename(sys.argv[0])}: {path} was not trained with slu")
+    refuse_other_eval_methods(path, methods, slu)
+    slu.decision = _AlwaysRun()
+    override = MaskOverride(slu.gated)
+    model.set_hooks(HookList([slu, override]))
+    model.eval()
+    return slu, override
+
+
 def log_softmax(z):
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def kl_rows(lp_p: np.ndarray, lp_q: np.ndarray) -> np.ndarray:
+    """Per row, KL(P || Q) from the log-probabilities of P and Q."""
+    return (np.exp(lp_p) * (lp_p - lp_q)).sum(axis=1)
 
 
 def kl_of_skipping(model, ds, mean, std, override, masks, b, lp_all=None) -> np.ndarray:
@@ -105,8 +127,7 @@ def kl_of_skipping(model, ds, mean, std, override, masks, b, lp_all=None) -> np.
         lp_in = log_softmax(forward_all(model, ds, mean, std, override, masks)[0])
     skipped = masks.copy()
     skipped[b] = False
-    lp = log_softmax(forward_all(model, ds, mean, std, override, skipped)[0])
-    return (np.exp(lp_in) * (lp_in - lp)).sum(axis=1)
+    return kl_rows(lp_in, log_softmax(forward_all(model, ds, mean, std, override, skipped)[0]))
 
 
 def top_mask(score: np.ndarray, k: int) -> np.ndarray:
@@ -118,14 +139,7 @@ def top_mask(score: np.ndarray, k: int) -> np.ndarray:
 
 def analyse(path: str, ds, draws: int) -> dict:
     model, meta, mean, std, methods = load_checkpoint(path, with_methods=True)
-    slu = find_slu(methods)
-    if slu is None:
-        raise SystemExit(f"slu_oracle.py: {path} was not trained with slu")
-    refuse_other_eval_methods(path, methods, slu)
-    slu.decision = _AlwaysRun()
-    override = MaskOverride(slu.gated)
-    model.set_hooks(HookList([slu, override]))
-    model.eval()
+    slu, override = masked_slu(path, model, methods)
     y = ds.test_y
     N, G = len(y), len(slu.gated)
     acc = lambda z: float((z.argmax(axis=1) == y).mean())            # noqa: E731

@@ -28,13 +28,11 @@ import numpy as np
 
 from minicnn.cli import _load_data
 from minicnn.data import BatchIterator
-from minicnn.hooks import HookList
 from minicnn.losses import SoftmaxCrossEntropy
 from minicnn.training.checkpoint_io import load_checkpoint
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from slu_gates import find_slu  # noqa: E402
-from slu_oracle import MaskOverride, _AlwaysRun, forward_all, log_softmax, refuse_other_eval_methods  # noqa: E402
+from slu_oracle import forward_all, kl_rows, log_softmax, masked_slu  # noqa: E402
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -74,14 +72,7 @@ def task_signal(model, slu, images, mean, std, batch=128) -> np.ndarray:
 
 def analyse(path: str, images) -> list:
     model, meta, mean, std, methods = load_checkpoint(path, with_methods=True)
-    slu = find_slu(methods)
-    if slu is None:
-        raise SystemExit(f"slu_signal.py: {path} was not trained with slu")
-    refuse_other_eval_methods(path, methods, slu)
-    slu.decision = _AlwaysRun()
-    over = MaskOverride(slu.gated)
-    model.set_hooks(HookList([slu, over]))
-    model.eval()
+    slu, over = masked_slu(path, model, methods)
     y = images.test_y
     N, G = len(y), len(slu.gated)
     lp0 = log_softmax(forward_all(model, images, mean, std, over, None)[0])
@@ -92,7 +83,7 @@ def analyse(path: str, images) -> list:
         masks[b] = False
         lp = log_softmax(forward_all(model, images, mean, std, over, masks)[0])
         rises.append(lp0[np.arange(N), y] - lp[np.arange(N), y])
-        kls.append((np.exp(lp0) * (lp0 - lp)).sum(axis=1))
+        kls.append(kl_rows(lp0, lp))
     dm = task_signal(model, slu, images, mean, std)
     for b in range(G):
         rows.append({"dm_mean": float(dm[b].mean()), "dm_sd": float(dm[b].std()),
