@@ -25,15 +25,11 @@ mkdir -p "$LOG"
 parents="minicnn (reproduce|sweep) .*--out $OUT"     # the sweep processes (a preset, or an ablation's spec)
 pattern="$parents|minicnn train .*$OUT"              # ... and the runs they start
 
-copy_baselines() {   # copy_baselines GLOB SWEEP: finished baseline runs into SWEEP's runs/ (the sweep skips them)
-    local d b
-    for d in $1; do
-        b=$(basename "$d")
-        if [ ! -d "$OUT/$2/runs/$b" ] && grep -q '"status": "completed"' "$d/summary.json" 2>/dev/null; then
-            mkdir -p "$OUT/$2/runs/$b"
-            cp "$d"/summary.json "$d"/metrics.jsonl "$d"/config.json "$d"/cost.json "$OUT/$2/runs/$b/"
-        fi
-    done
+adopt() {   # adopt FROM TO [SPEC]: FROM's finished runs that are also TO's (the same arguments) into TO's runs/,
+            # where the sweep skips them; SPEC first writes TO's sweep.json (a new folder needs it before the copy)
+    [ -n "${3:-}" ] && "$PY" benchmarks/papers/converged/runs_state.py prepare "benchmarks/papers/converged/$3" "$OUT/$2"
+    [ -f "$OUT/$2/sweep.json" ] && "$PY" benchmarks/papers/converged/runs_state.py adopt "$OUT/$1" "$OUT/$2"
+    return 0
 }
 
 lane() {   # lane NAME SWEEP...: the sweeps one after the other; wus's baselines are copied into lars first
@@ -43,16 +39,9 @@ lane() {   # lane NAME SWEEP...: the sweeps one after the other; wus's baselines
         for sweep in "$@"; do
             # a sweep whose baseline runs another sweep already made (the same configuration: the same run id)
             case "$sweep" in
-                lars) copy_baselines "$OUT/wus/runs/seed-*__method-baseline-*" lars ;;
-                ablation_slu_resnet20.toml)        # (a new sweep folder needs its sweep.json before the copy)
-                    "$PY" benchmarks/papers/converged/runs_state.py prepare \
-                        "benchmarks/papers/converged/$sweep" "$OUT/ablation_slu_resnet20"
-                    copy_baselines "$OUT/plateau_resnet20_e64/runs/method-baseline__seed-*" ablation_slu_resnet20 ;;
-                headline_e2train_e128.toml)        # its baselines are plateau_resnet8_e128's (another run id)
-                    "$PY" benchmarks/papers/converged/runs_state.py prepare \
-                        "benchmarks/papers/converged/$sweep" "$OUT/headline_e2train_e128"
-                    "$PY" benchmarks/papers/converged/runs_state.py adopt \
-                        "$OUT/plateau_resnet8_e128" "$OUT/headline_e2train_e128" ;;
+                lars) adopt wus lars ;;
+                ablation_slu_resnet20.toml) adopt plateau_resnet20_e64 ablation_slu_resnet20 "$sweep" ;;
+                headline_e2train_e128.toml) adopt plateau_resnet8_e128 headline_e2train_e128 "$sweep" ;;
             esac
             workers=1
             case "$sweep" in headline_*|plateau_resnet8_e256*) workers=${HEADLINE_WORKERS:-2} ;; esac
