@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from minicnn.sweep import SpecError, SweepError, build_report, exit_code, load_spec, parse_spec, run_sweep
-from minicnn.sweep.engine import dir_state
+from minicnn.sweep.engine import SweepDir, dir_state
 from minicnn.sweep.results import mean_std, pareto_front
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -294,6 +294,37 @@ def test_rerun_skips_done_runs_and_retries_failed_ones(local_sweep):
         assert os.stat(os.path.join(out, after[rid]["dir"], "summary.json")).st_mtime_ns == st
         assert after[rid]["attempts"] == before[rid]["attempts"]
     assert all(x["attempts"] == 2 for x in after.values() if x["status"] == "failed")
+
+
+def test_reopening_a_sweep_keeps_its_records_and_leaves_an_unchanged_file_alone(local_sweep, tmp_path):
+    spec, out, _, _ = local_sweep
+    copy = str(tmp_path / "copy")
+    shutil.copytree(out, copy)
+    path = os.path.join(copy, "sweep.json")
+    with open(path, "rb") as f:
+        before = f.read()
+    doc = json.loads(before)
+    sd = SweepDir(copy, load_spec(spec))
+    sd.doc["threads_per_run"] = doc["threads_per_run"]
+    sd.save()
+    with open(path, "rb") as f:
+        assert f.read() == before            # nothing changed but the clock: the file is untouched
+    done = [dict(r) for r in doc["runs"] if r["status"] == "completed"]
+    assert done and all(r["action"] in ("fresh", "resume") and r["final_test_acc"] is not None for r in done)
+    # a file that lacks a finished run's accuracy (an older sweep.json, or a run copied in from another sweep)
+    # gets it from the run's own summary.json, and the file is then written
+    for r in doc["runs"]:
+        r.pop("final_test_acc", None)
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    sd = SweepDir(copy, load_spec(spec))
+    sd.doc["threads_per_run"] = doc["threads_per_run"]
+    sd.save()
+    after = _runs(copy)
+    for r in done:
+        with open(os.path.join(copy, r["dir"], "summary.json")) as f:
+            assert after[r["id"]]["final_test_acc"] == json.load(f)["final_test_acc"] == r["final_test_acc"]
+        assert after[r["id"]]["action"] == r["action"]
 
 
 def test_dry_run_lists_without_running(local_sweep, tmp_path):

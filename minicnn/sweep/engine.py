@@ -119,6 +119,7 @@ class SweepDir:
         self.out, self.spec = os.path.abspath(out), spec
         self.path = os.path.join(self.out, "sweep.json")
         old = _read_json(self.path) if os.path.isfile(self.path) else None
+        self._saved = old         # what is on disk: save() leaves the file alone while nothing but the clock changed
         if os.path.exists(self.out) and not os.path.isdir(self.out):
             raise SweepError(f"--out {out} is a file, not a directory")
         if old is None and os.path.isdir(self.out) and set(os.listdir(self.out)) - {".sweep.lock"}:
@@ -139,9 +140,15 @@ class SweepDir:
                    "argv": run.argv, "status": "pending", "error": prev.get("error"),
                    "exit_code": prev.get("exit_code"), "attempts": prev.get("attempts", 0),
                    "wall_time_s": prev.get("wall_time_s")}
+            if "action" in prev:
+                rec["action"] = prev["action"]      # how the last attempt started (fresh, resume, overwrite)
             st = dir_state(self.run_dir(run.id))
             if st in DONE:
                 rec["status"] = st
+                # the run's own summary is the record of a finished run (also one copied in from another sweep)
+                summary = _read_json(os.path.join(self.run_dir(run.id), "summary.json"))
+                rec["final_test_acc"] = summary.get("final_test_acc")
+                rec["wall_time_s"] = summary.get("wall_time_s", rec["wall_time_s"])
             elif st == "resumable":
                 rec["status"] = "interrupted"
             elif prev.get("status") == "failed":
@@ -166,8 +173,15 @@ class SweepDir:
         return "overwrite" if st == "dirty" else "fresh"
 
     def save(self):
+        """Write sweep.json, unless it would differ from the file on disk only in its "updated" time
+        (reopening a finished sweep leaves its file, and a commit of it, untouched)."""
+        if self._saved is not None:
+            unchanged = json.loads(json.dumps(dict(self.doc, updated=self._saved.get("updated")), allow_nan=True))
+            if unchanged == self._saved:
+                return
         self.doc["updated"] = _now()
         atomic_write_json(self.path, self.doc, indent=2, allow_nan=True)
+        self._saved = json.loads(json.dumps(self.doc, allow_nan=True))
 
 
 def _now():
