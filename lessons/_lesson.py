@@ -77,14 +77,28 @@ def _cifar_folder() -> Path | None:
 
 
 def load_data(n_train: int, n_test: int, seed: int = 0):
-    """A class-balanced subset of CIFAR-10 (or of the synthetic dataset) as a minicnn Dataset."""
+    """A class-balanced subset of CIFAR-10 (or of the synthetic dataset) as a minicnn Dataset.
+
+    On a CIFAR-10 too small for ``n_train`` / ``n_test`` images in equal numbers per class (the project's slice:
+    at most 3,880 and 870), the largest balanced subset, with a note; the synthetic data only when there is no
+    CIFAR-10 or it cannot be read."""
+    import numpy as np
+
     from minicnn.data import DataError, load_dataset, subset, synthetic
 
     folder = _cifar_folder()
     if folder is not None:
         try:
             ds = load_dataset("cifar10", folder)
-            ds = subset(ds, n_train, n_test, seed=seed)
+            # the project's slice has 388-437 training and 87-114 test images per class: a lesson asking for
+            # more than its largest class-balanced subset gets that subset (real images), with a note
+            cap_train, cap_test = (ds.num_classes * int(np.bincount(y, minlength=ds.num_classes).min())
+                                   for y in (ds.train_y, ds.test_y))
+            if n_train > cap_train or n_test > cap_test:
+                print(f"note: {folder} holds at most {cap_train} training and {cap_test} test images in equal "
+                      f"numbers per class; using {min(n_train, cap_train)} and {min(n_test, cap_test)} "
+                      f"(asked for {n_train} and {n_test})")
+            ds = subset(ds, min(n_train, cap_train), min(n_test, cap_test), seed=seed)
             print(f"data: real CIFAR-10 from {folder}: {ds.summary()}")
             return ds
         except DataError as e:

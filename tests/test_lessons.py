@@ -12,6 +12,7 @@ check makes the lesson exit 1.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -39,6 +40,7 @@ EXPECTED = {
     "09_gradprune.py": (5, ["09_histogram.png", "09_density.png", "09_sparse_vs_dense.png"], 8),
     "10_psg.py": (5, ["10_number_line.png", "10_sign_agreement.png", "10_energy.png"], 11),
     "11_slu.py": (6, ["11_gates.png", "11_accuracy_vs_energy.png", "11_gate_signal.png"], 8),
+    "12_measuring_a_comparison.py": (5, ["12_plateau.png", "12_paired.png"], 13),
 }
 CHECKS_LINE = re.compile(r"^CHECKS: (\d+) passed, (\d+) failed$", re.MULTILINE)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -117,6 +119,29 @@ def test_lesson_falls_back_to_synthetic_data(tmp_path):
     assert "using synthetic data instead" in proc.stdout
     assert "data: synthetic" in proc.stdout
     assert (tmp_path / "01_conv_feature_maps.png").is_file()
+
+
+def test_a_lesson_asking_for_more_than_the_slice_gets_its_largest_balanced_subset_of_real_images(tmp_path):
+    """The non-quick lessons ask for up to 4,100 training and 1,000 test images; the project's slice has 388-437 and
+    87-114 per class. They must still train on real CIFAR-10 (before this, they fell back to synthetic data)."""
+    folder = ROOT.parent / "shared" / "data" / "cifar-10-batches-py"
+    if not folder.is_dir():
+        pytest.skip("the CIFAR slice is not at ../shared/data")
+    code = ("from _lesson import load_data\n"
+            "ds = load_data(4100, 1000)\n"
+            "import numpy as np\n"
+            "print('SIZES', len(ds.train_y), len(ds.test_y), np.bincount(ds.test_y).tolist())\n")
+    env = lesson_env(MINICNN_CIFAR10=str(folder))
+    env["PYTHONPATH"] = os.pathsep.join([str(LESSONS), env["PYTHONPATH"]])
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "synthetic" not in proc.stdout and "data: real CIFAR-10" in proc.stdout
+    sizes = [ln for ln in proc.stdout.splitlines() if ln.startswith("SIZES")][0].split(maxsplit=3)
+    n_train, n_test, per_class = int(sizes[1]), int(sizes[2]), json.loads(sizes[3])
+    assert n_train % 10 == 0 and 3000 <= n_train <= 4100 and len(set(per_class)) == 1
+    assert n_test == 10 * per_class[0] and n_test < 1000
+    assert f"using {n_train} and {n_test} (asked for 4100 and 1000)" in proc.stdout
 
 
 def test_default_output_folder_is_lessons_out(tmp_path):
