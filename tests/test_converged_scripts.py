@@ -220,3 +220,27 @@ def test_slu_oracle_block_by_block_kl_is_measured_from_the_choices_already_made(
     with pytest.raises(SystemExit, match="also uses psg"):
         so.refuse_other_eval_methods("m.npz", [slu, PSGLike()], slu)
     so.refuse_other_eval_methods("m.npz", [slu], slu)         # SLU alone: fine
+
+
+def test_every_converged_spec_and_every_sweep_lanes_sh_names_is_valid():
+    """The specs beside the scripts parse (the presets' --dry-run is tested in test_sweep.py), and every sweep the
+    background lanes run is a converged preset or one of these specs (a typo would end a lane hours later)."""
+    import glob
+    import re
+
+    from minicnn.sweep import load_spec
+    from minicnn.sweep.presets import PRESETS
+    specs = sorted(glob.glob(os.path.join(SCRIPTS, "*.toml")))
+    assert specs
+    for path in specs:
+        spec = load_spec(path, data_dir=HERE)              # any folder: only the parsing is tested
+        assert spec.runs and spec.description, path
+    with open(os.path.join(SCRIPTS, "lanes.sh")) as f:
+        text = f.read().replace("\\\n", " ")                # continued lines joined
+    lanes = [ln.split()[2:] for ln in text.splitlines() if re.match(r"\s+lane lane\d ", ln)]
+    assert len(lanes) == 2 and sum(map(len, lanes)) >= 10
+    for name in (n for lane in lanes for n in lane):
+        if name.endswith(".toml"):
+            assert os.path.isfile(os.path.join(SCRIPTS, name)), name
+        else:
+            assert name in PRESETS, name
