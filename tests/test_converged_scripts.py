@@ -147,6 +147,16 @@ def test_paired_differences_are_per_seed_and_skip_unfinished_runs(tmp_path):
     assert cfg["slu"] == pytest.approx({0: 65.0, 1: 58.0})
     assert pd.paired(cfg["slu"], cfg["baseline"]) == pytest.approx([-5.0, -2.0])   # seed 2 unfinished: left out
     assert "-5.0, -2.0 (-3.5 ± 2.1)" in pd.table(str(s))
+    assert pd.train_accs(str(s)) == {"baseline": {}, "slu": {}}      # write_run records no train_acc
+    for seed, acc in ((0, 0.9), (1, 0.8)):
+        with open(s / "runs" / f"seed-{seed}__case-slu-0000000{seed}" / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"epoch": 2, "train_acc": acc}) + "\n")
+    assert pd.train_accs(str(s))["slu"] == pytest.approx({0: 90.0, 1: 80.0})   # the last epoch's
+    assert "| 85.0 ± 7.1 |" in pd.table(str(s))
+    fv = load("fit_vs_test")          # its points: a run's last-epoch training accuracy beside its test accuracy
+    assert fv.points(str(s)) == {"slu": [(0, pytest.approx(90.0), pytest.approx(65.0)),
+                                         (1, pytest.approx(80.0), pytest.approx(58.0))]}
+    assert "| slu | x | 2 | 85.0 | 61.5 | +23.5 |" in fv.table([(str(s), "x")])
 
 
 def resnet8_with_masks():

@@ -5,7 +5,8 @@
 A sweep's runs of one seed share their initialization and data order, so a method's final test accuracy minus its
 reference's *of the same seed* has less noise than the difference of the two means. For every configuration
 this prints the seeds finished, the final test accuracy (mean ± sample sd over seeds, and per seed) and the paired
-difference against the sweep's baseline (``method = ["baseline"]`` at the spec's own arguments); then, for each
+difference against the sweep's baseline (``method = ["baseline"]`` at the spec's own arguments), and the training
+accuracy of the runs' last epoch (:func:`train_accs`: how far each is from fitting its training images); then, for each
 ``A:B`` given, the paired difference A - B (configurations named by their labels in the first table, e.g.
 ``slu-target0.8:stochastic-depth-target0.88`` or ``psg+swa_lr0.03:baseline_lr0.03``).
 
@@ -49,6 +50,31 @@ def configs(sweep: str) -> dict:
     return out
 
 
+def train_accs(sweep: str) -> dict:
+    """{label: {seed: training accuracy % of the last epoch}} of the finished runs.
+
+    The running accuracy over the last epoch's training batches, as the run recorded it (metrics.jsonl
+    ``train_acc``): on augmented images, with the method acting (SLU's skipped blocks, PSG's fixed-point
+    forward), on the batches SMD kept. Not a clean evaluation of the training set, but it tells a run that
+    has fitted its training images from one that is still far from it.
+    """
+    with open(os.path.join(sweep, "sweep.json")) as f:
+        doc = json.load(f)
+    out = {}
+    for r in doc["runs"]:
+        accs = out.setdefault(label(r["id"]), {})
+        if completed_acc(sweep, r) is None:
+            continue
+        try:
+            with open(os.path.join(sweep, r["dir"], "metrics.jsonl")) as f:
+                last = [json.loads(ln) for ln in f if ln.strip()][-1]
+        except (OSError, ValueError, IndexError):
+            continue
+        if last.get("train_acc") is not None:
+            accs[r["args"]["seed"]] = 100 * last["train_acc"]
+    return out
+
+
 def mean_sd(xs) -> str:
     if not xs:
         return ""
@@ -61,15 +87,18 @@ def paired(a: dict, b: dict) -> list:
 
 
 def table(sweep: str, pairs=()) -> str:
-    cfg = configs(sweep)
+    cfg, train = configs(sweep), train_accs(sweep)
     base = cfg.get("baseline", {})
-    lines = ["| configuration | seeds | final test acc % | per seed | paired vs baseline (per seed; mean ± sd) |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = ["| configuration | seeds | final test acc % | per seed | paired vs baseline (per seed; mean ± sd) "
+             "| last epoch's training acc % |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for name, accs in cfg.items():
         xs = [accs[s] for s in sorted(accs)]
         d = paired(accs, base) if name != "baseline" else []
         dtxt = f"{', '.join(f'{v:+.1f}' for v in d)} ({mean_sd(d)})" if d else ""
-        lines.append(f"| {name} | {len(xs)} | {mean_sd(xs)} | {', '.join(f'{v:.1f}' for v in xs)} | {dtxt} |")
+        tr = list(train.get(name, {}).values())
+        lines.append(f"| {name} | {len(xs)} | {mean_sd(xs)} | {', '.join(f'{v:.1f}' for v in xs)} | {dtxt} "
+                     f"| {mean_sd(tr)} |")
     for p in pairs:
         a, b = p.split(":")
         if a not in cfg or b not in cfg:
