@@ -40,7 +40,7 @@ EXPECTED = {
     "09_gradprune.py": (5, ["09_histogram.png", "09_density.png", "09_sparse_vs_dense.png"], 8),
     "10_psg.py": (5, ["10_number_line.png", "10_sign_agreement.png", "10_energy.png"], 11),
     "11_slu.py": (6, ["11_gates.png", "11_accuracy_vs_energy.png", "11_gate_signal.png"], 8),
-    "12_measuring_a_comparison.py": (5, ["12_plateau.png", "12_paired.png"], 13),
+    "12_measuring_a_comparison.py": (5, ["12_plateau.png", "12_paired.png"], 14),
 }
 CHECKS_LINE = re.compile(r"^CHECKS: (\d+) passed, (\d+) failed$", re.MULTILINE)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
