@@ -254,3 +254,15 @@ def test_every_converged_spec_and_every_sweep_lanes_sh_names_is_valid():
             assert os.path.isfile(os.path.join(SCRIPTS, name)), name
         else:
             assert name in PRESETS, name
+
+
+def test_plateau_projection_is_labelled_and_only_made_from_shrinking_gains():
+    """plateau.py's projection: gains of 4 then 1.6 points (ratio 0.4) project 0.64 and 0.256 for the next
+    doublings, so the first doubling under 0.5 point is 64 -> 128 and the plateau is near 64."""
+    pl = load("plateau")
+    finals = {8: ([0.50], [1.0]), 16: ([0.54], [1.0]), 32: ([0.556], [1.0])}
+    text = pl.projection(finals)
+    assert "Projection (not measured)" in text and "0.40x" in text and "(+0.3)" in text
+    assert "from 64 to 128 epochs" in text and "near 64 epochs" in text
+    assert pl.projection({8: ([0.50], [1.0]), 16: ([0.52], [1.0]), 32: ([0.56], [1.0])}) == ""   # gains grew
+    assert pl.projection({16: ([0.5], [1.0]), 32: ([0.6], [1.0])}) == ""                          # one gain only

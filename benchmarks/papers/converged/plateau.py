@@ -71,8 +71,25 @@ def lengths_table(model: str) -> str:
         rows.append(f"| {e} | {len(accs)} | {pts(m)} ± {pts(sd)} | {', '.join(pts(a) for a in accs)} | {gain} | "
                     f"{np.mean(walls) / 60:.1f} min |")
     verdict = (f"Plateau: {plateau} epochs (doubling it gains under 0.5 point)." if plateau else
-               "Plateau: not reached within the lengths run (every doubling gained 0.5 point or more).")
+               "Plateau: not reached within the lengths run (every doubling gained 0.5 point or more)."
+               + projection(finals))
     return "\n".join(lines + rows + ["", verdict])
+
+
+def projection(finals: dict) -> str:
+    """Where the plateau would be if each doubling kept gaining the same fraction of the previous doubling's gain
+    (the ratio of the last two measured gains): a projection, printed as one, never a measurement."""
+    means = {e: float(np.mean(a)) for e, (a, _) in finals.items()}
+    gains = [(e, means[e] - means[e // 2]) for e in sorted(means) if e // 2 in means]
+    if len(gains) < 2 or not 0 < gains[-1][1] < gains[-2][1]:
+        return ""
+    r = gains[-1][1] / gains[-2][1]
+    e, g = gains[-1]
+    while g >= GAIN:
+        e, g = 2 * e, g * r
+    return (f" Projection (not measured): if each doubling keeps gaining {r:.2f}x the previous one's gain (the "
+            f"last two measured), the doubling from {e // 2} to {e} epochs is the first to gain under 0.5 point "
+            f"({100 * g:+.1f}), so the plateau would be near {e // 2} epochs.")
 
 
 def curve_table(model: str) -> str:
