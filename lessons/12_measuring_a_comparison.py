@@ -149,8 +149,8 @@ check_close("the bootstrap sd of a difference agrees with its formula", sd_diff_
 print(inspect.cleandoc(f"""
     On the 1,017 test images of the slice at 70% accuracy one score's sampling sd is
     {100 * math.sqrt(0.7 * 0.3 / 1017):.1f} points. Two models scored on the same images share the images both get
-    right or both get wrong; a difference of their scores moves only with the images they disagree on (15-20% for
-    two resnet8 runs: about 1.2-1.4 points of sd). That is a second noise beside the seed's (initialization,
+    right or both get wrong; a difference of their scores moves only with the images they disagree on (about 20%
+    for two resnet8 runs at 67-73%, measured on three finished ones: 1.4 points of sd). That is a second noise beside the seed's (initialization,
     batch order, augmentation), and it is not in the seed-paired figures below: those describe *this* test set.
     The converged sweeps measure the seed's noise directly (3 to 5 seeds per configuration); the test sample's
     is why a point or so separates nothing on the slice even with many seeds.
