@@ -5,8 +5,9 @@
 #
 #   benchmarks/papers/converged/lanes.sh start      # lane 1: e2train (the longest sweep), then resnet8's
 #                                                   # plateau runs at 256 epochs, E2-Train's rows at 128 epochs
-#                                                   # and Fig. 4's second target at 128, e2train at 256
-#                                                   # (two runs at a time: by then lane 2 has finished);
+#                                                   # and Fig. 4's second target at 128, e2train at 256,
+#                                                   # resnet8's plateau runs at 512 epochs (two runs at a
+#                                                   # time: by then lane 2 has finished);
 #                                                   # lane 2: wus, lars, resnet20's plateau runs (32 and 64
 #                                                   # epochs, 3 seeds each), gradprune, the SGD-at-lr-0.03 ablation,
 #                                                   # SLU against stochastic depth on resnet20
@@ -46,7 +47,7 @@ lane() {   # lane NAME SWEEP...: the sweeps one after the other; wus's baselines
                 headline_e2train_e256.toml) adopt plateau_resnet8_e256 headline_e2train_e256 "$sweep" ;;
             esac
             workers=1
-            case "$sweep" in headline_*|plateau_resnet8_e256*) workers=${HEADLINE_WORKERS:-2} ;; esac
+            case "$sweep" in headline_*|plateau_resnet8_e256*|plateau_resnet8_e512*) workers=${HEADLINE_WORKERS:-2} ;; esac
             if [ "${sweep%.toml}" != "$sweep" ]; then      # a spec of this folder (an ablation): minicnn sweep
                 nice -n 19 "$PY" -m minicnn sweep "benchmarks/papers/converged/$sweep" \
                     --out "$OUT/${sweep%.toml}" --workers "$workers" --no-progress || break
@@ -77,7 +78,7 @@ case "${1:-status}" in
             exit 1
         fi
         lane lane1 e2train plateau_resnet8_e256.toml headline_e2train_e128.toml headline_e2train_e128_target06.toml \
-            headline_e2train_e256.toml
+            headline_e2train_e256.toml plateau_resnet8_e512.toml
         lane lane2 wus lars plateau_resnet20_e32.toml plateau_resnet20_e64.toml gradprune ablation_sgd_lr0.03.toml \
             ablation_slu_resnet20.toml
         sleep 2
