@@ -140,8 +140,9 @@ def test_paired_differences_are_per_seed_and_skip_unfinished_runs(tmp_path):
     for seed, (b, m) in enumerate([(0.70, 0.65), (0.60, 0.58), (0.80, None)]):
         for name, acc in (("baseline", b), ("slu", m)):
             rid = f"seed-{seed}__case-{name}-0000000{seed}"
-            runs.append({"id": rid, "dir": f"runs/{rid}", "args": {"seed": seed}})
-            write_run(str(s), rid, "completed" if acc else "interrupted", 1.0, [], acc=acc or 0.1)
+            status = "completed" if acc else "interrupted"
+            runs.append({"id": rid, "dir": f"runs/{rid}", "args": {"seed": seed}, "status": status})
+            write_run(str(s), rid, status, 1.0, [], acc=acc or 0.1)
     (s / "sweep.json").write_text(json.dumps({"runs": runs}))
     cfg = pd.configs(str(s))
     assert cfg["slu"] == pytest.approx({0: 65.0, 1: 58.0})

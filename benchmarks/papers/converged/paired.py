@@ -20,6 +20,8 @@ import re
 import statistics
 import sys
 
+from minicnn.sweep.results import load_sweep
+
 
 def label(run_id: str) -> str:
     """``seed-0__case-slu-target0.8-6e5d4e6e`` -> ``slu-target0.8`` (the axes other than the seed, no hash)."""
@@ -37,16 +39,22 @@ def completed_acc(sweep: str, run: dict):
     return s["final_test_acc"] if s.get("status") == "completed" else None
 
 
+def _runs(sweep: str):
+    """(label, seed, summary of a completed run or None, metrics) of every run, in sweep.json's order of
+    configurations (``minicnn.sweep.results.load_sweep`` reads the files, once)."""
+    for c in load_sweep(sweep)[1]:
+        for rec, summary, metrics, _ in c.runs:
+            done = summary if summary is not None and summary.get("status") == "completed" else None
+            yield label(rec["id"]), rec["args"]["seed"], done, metrics
+
+
 def configs(sweep: str) -> dict:
     """{label: {seed: final test acc %}} of the sweep's finished runs, in sweep.json's order."""
-    with open(os.path.join(sweep, "sweep.json")) as f:
-        doc = json.load(f)
     out = {}
-    for r in doc["runs"]:
-        accs = out.setdefault(label(r["id"]), {})
-        acc = completed_acc(sweep, r)
-        if acc is not None:
-            accs[r["args"]["seed"]] = 100 * acc
+    for name, seed, summary, _ in _runs(sweep):
+        accs = out.setdefault(name, {})
+        if summary is not None:
+            accs[seed] = 100 * summary["final_test_acc"]
     return out
 
 
@@ -58,20 +66,11 @@ def train_accs(sweep: str) -> dict:
     forward), on the batches SMD kept. Not a clean evaluation of the training set, but it tells a run that
     has fitted its training images from one that is still far from it.
     """
-    with open(os.path.join(sweep, "sweep.json")) as f:
-        doc = json.load(f)
     out = {}
-    for r in doc["runs"]:
-        accs = out.setdefault(label(r["id"]), {})
-        if completed_acc(sweep, r) is None:
-            continue
-        try:
-            with open(os.path.join(sweep, r["dir"], "metrics.jsonl")) as f:
-                last = [json.loads(ln) for ln in f if ln.strip()][-1]
-        except (OSError, ValueError, IndexError):
-            continue
-        if last.get("train_acc") is not None:
-            accs[r["args"]["seed"]] = 100 * last["train_acc"]
+    for name, seed, summary, metrics in _runs(sweep):
+        accs = out.setdefault(name, {})
+        if summary is not None and metrics and metrics[-1].get("train_acc") is not None:
+            accs[seed] = 100 * metrics[-1]["train_acc"]
     return out
 
 
