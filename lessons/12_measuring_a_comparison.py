@@ -23,7 +23,6 @@ Figures: ``12_plateau.png`` and ``12_paired.png`` in the output folder. Sections
 ``docs/measurements/converged/`` (``summary.json`` and ``metrics.jsonl`` of each run; nothing is trained there).
 """
 import inspect
-import json
 import math
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from matplotlib.figure import Figure
 from _lesson import QUICK, check, check_close, finish, load_data, save, section
 from _runs import train
 from minicnn.data import BatchIterator
+from minicnn.sweep.results import load_sweep
 
 N_TRAIN, N_TEST, EPOCHS = (256, 200, 1) if QUICK else (2048, 870, 3)     # 870: the slice's 87 a class
 LR, BATCH = 0.01, 64
@@ -44,22 +44,19 @@ T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
 
 
 def finished_runs(sweep: str) -> list[dict]:
-    """Every completed run of a committed sweep: its args, summary and metrics (one dict per epoch)."""
-    folder = CONVERGED / sweep
-    with open(folder / "sweep.json") as f:
-        records = json.load(f)["runs"]
-    out = []
-    for r in records:
-        try:
-            with open(folder / r["dir"] / "summary.json") as f:
-                summary = json.load(f)
-            with open(folder / r["dir"] / "metrics.jsonl") as f:
-                metrics = [json.loads(line) for line in f if line.strip()]
-        except OSError:
-            continue                                   # not started, or in progress and not committed
-        if summary.get("status") == "completed":
-            out.append({"id": r["id"], "args": r["args"], "summary": summary, "metrics": metrics})
-    return out
+    """Every completed run of a committed sweep (``minicnn report``'s reader, ``load_sweep``, opens the files):
+    its args, summary and metrics (one dict per epoch)."""
+    _, configs = load_sweep(str(CONVERGED / sweep))
+    return [{"args": rec["args"], "summary": summary, "metrics": metrics}
+            for c in configs for rec, summary, metrics, _ in c.done]
+
+
+def correct_per_image(trainer, ds) -> np.ndarray:
+    """Which test images the trained model gets right (evaluation mode), in the test set's order."""
+    trainer.model.eval()
+    return np.concatenate([trainer.model.forward(xb).argmax(axis=1) == yb for xb, yb in
+                           BatchIterator(ds.test_x, ds.test_y, 256, shuffle=False, mean=trainer.mean,
+                                         std=trainer.std)])
 
 
 def by_seed(runs: list[dict], **args) -> dict:
@@ -115,11 +112,7 @@ d_seed = 100 * (runs["seed 1"][1]["final_test_acc"] - runs["seed 0"][1]["final_t
 print(f"  seed 1 minus seed 0: {d_seed:+.2f} points, with nothing changed but the seed")
 
 # the test set's own sampling noise: each test image is a Bernoulli trial (right or wrong)
-tr = runs["seed 0"][0]
-model = tr.model
-model.eval()
-correct = np.concatenate([model.forward(xb).argmax(axis=1) == yb for xb, yb in
-                          BatchIterator(ds.test_x, ds.test_y, 256, shuffle=False, mean=tr.mean, std=tr.std)])
+correct = correct_per_image(runs["seed 0"][0], ds)
 p, n = float(correct.mean()), len(correct)
 sd_formula = math.sqrt(p * (1 - p) / n)
 rng = np.random.default_rng(0)
@@ -131,10 +124,7 @@ check_close("the bootstrap sd agrees with the binomial formula", sd_formula, boo
             labels=("formula", "bootstrap"))
 check("the evaluation above scores what the run recorded", abs(p - runs["seed 0"][1]["final_test_acc"]) < 1e-12)
 # two models scored on the same test images: only the images they disagree on move their difference
-tr1 = runs["seed 1"][0]
-tr1.model.eval()
-correct1 = np.concatenate([tr1.model.forward(xb).argmax(axis=1) == yb for xb, yb in
-                           BatchIterator(ds.test_x, ds.test_y, 256, shuffle=False, mean=tr1.mean, std=tr1.std)])
+correct1 = correct_per_image(runs["seed 1"][0], ds)
 disagree = float(np.mean(correct != correct1))          # one right, the other wrong
 diff = correct1.astype(float) - correct                  # per image: +1, 0 or -1
 sd_diff_formula = float(np.std(diff)) / math.sqrt(n)    # about sqrt(disagreement rate / n)
