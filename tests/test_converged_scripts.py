@@ -81,6 +81,19 @@ def test_runs_state_is_the_one_definition_of_finished(sweep, capsys):
     assert rs.main(["bogus"]) == 2
 
 
+def test_runs_state_resumable_lists_the_stopped_runs_a_park_commits(sweep, capsys):
+    """commit_finished.sh --park commits the checkpoints of the runs ``resumable`` lists: unfinished, with a
+    config.json and a checkpoint.npz (what ``minicnn train --resume`` needs); never a finished run."""
+    rs = load("runs_state")
+    assert rs.main(["resumable", sweep]) == 0
+    assert capsys.readouterr().out.split() == []          # the interrupted run has no checkpoint: it restarts
+    for name in ("seed-1__p0.9", "seed-0__baseline"):      # ... now it has one; a finished run's is not listed
+        with open(os.path.join(sweep, "runs", name, "checkpoint.npz"), "wb") as f:
+            f.write(b"x")
+    rs.main(["resumable", sweep])
+    assert [os.path.basename(d) for d in capsys.readouterr().out.split()] == ["seed-1__p0.9"]
+
+
 def test_runs_state_prepare_writes_sweep_json_once(tmp_path):
     """``prepare`` gives a new sweep folder its sweep.json (every run pending) so that another sweep's finished
     baseline runs can be copied in first; an existing sweep.json is left as it is."""
@@ -248,8 +261,12 @@ def test_every_converged_spec_and_every_sweep_lanes_sh_names_is_valid():
         assert spec.runs and spec.description, path
     with open(os.path.join(SCRIPTS, "lanes.sh")) as f:
         text = f.read().replace("\\\n", " ")                # continued lines joined
-    lanes = [ln.split()[2:] for ln in text.splitlines() if re.match(r"\s+lane lane\d ", ln)]
-    assert len(lanes) == 2 and sum(map(len, lanes)) >= 10
+    calls = [ln.split()[2:] for ln in text.splitlines() if re.match(r"\s+lane lane\d ", ln)]   # lane NAME WORKERS ...
+    assert len(calls) == 3                                  # start: lanes 1 and 2; start-lane2: lane 2 alone
+    for workers, *_ in calls:
+        assert workers.isdigit() or re.fullmatch(r'"\$\{\w+:-\d+\}"', workers), workers
+    lanes = [c[1:] for c in calls]
+    assert sum(map(len, lanes)) >= 10
     for name in (n for lane in lanes for n in lane):
         if name.endswith(".toml"):
             assert os.path.isfile(os.path.join(SCRIPTS, name)), name
