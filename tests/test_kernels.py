@@ -170,6 +170,29 @@ def test_maxpool_propagates_nan():
     assert np.isnan(y[0, 0, 0, 0]) and arg[0, 0, 0, 0] == 1
 
 
+@pytest.mark.parametrize("k", [2, 3])             # the unrolled 2x2 loop and the general one
+def test_maxpool_nan_rule_first_nan_wins_over_later_numbers_and_nans(k):
+    """A NaN beats a number before it and is not replaced by a later number or a later NaN (the kernels'
+    branch-free comparison keeps what the short-circuit one did)."""
+    x = np.zeros((1, 1, k, k), dtype=np.float32)
+    x[0, 0, 0, 1] = np.nan
+    x[0, 0, k - 1, 0] = 5.0                # a larger number after the NaN
+    x[0, 0, k - 1, k - 1] = np.nan         # and a second NaN
+    y = np.empty((1, 1, 1, 1), dtype=np.float32)
+    arg = np.empty((1, 1, 1, 1), dtype=np.int32)
+    maxpool2d_forward(x, k, k, 2, 2, y, arg)
+    assert np.isnan(y[0, 0, 0, 0]) and arg[0, 0, 0, 0] == 1
+    x[0, 0, 0, 1] = 1.0                    # no NaN before the 5: the 5 wins, then the last NaN beats it
+    maxpool2d_forward(x, k, k, 2, 2, y, arg)
+    assert np.isnan(y[0, 0, 0, 0]) and arg[0, 0, 0, 0] == k * k - 1
+
+
+def test_maxpool_backward_refuses_a_non_contiguous_dx():
+    arg = np.zeros((1, 1, 1, 1), dtype=np.int32)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        maxpool2d_backward(np.ones((1, 1, 1, 1)), arg, np.zeros((1, 1, 4, 4))[:, :, :, ::2])
+
+
 @FEW
 @given(pool_case())
 def test_avgpool_matches_naive(case):
