@@ -99,30 +99,37 @@ def test_winograd_at_the_models_shapes(shape, pad, rng):
 
 # -- the pieces: each numba transform is its matrix; the tile-by-tile reference is the convolution ----------
 def test_transform_kernels_are_the_matrices(rng):
-    """Integer-valued inputs: B^T d B, A^T m A and A dY A^T are exact, so the kernels equal the matrix products."""
+    """Integer-valued inputs: B^T d B, A^T m A and A dY A^T are exact, so the kernels equal the matrix products,
+    at every real tile of the numbering t = (n*th + ty)*(tw + 1) + tx; dy's padding tiles (tx = tw) are 0.
+    Scratch buffers start as NaN: a kernel that read one before writing it would show."""
     b, C, H, W, ph, pw = 2, 3, 7, 6, 1, 2
     x = rng.integers(-8, 9, (b, C, H, W)).astype(np.float64)
     Ho, Wo = H + 2 * ph - 2, W + 2 * pw - 2
     th, tw = Wg.tiles(Ho, Wo)
-    T = b * th * tw
-    V = np.empty((16, C, T))
-    tb = np.empty((16, th * tw))
-    Wg.winograd_input_nogil(x, ph, pw, th, tw, V, np.empty((2 * th + 2, tw + 1)), np.empty((2 * th + 2, tw + 1)), tb)
+    T = b * th * (tw + 1)
+    Wp = 2 * tw + 2
+
+    def scratch():
+        return np.full((4, b * th * Wp + 2), np.nan), np.zeros(Wp)
+    V = np.full((16, C, T), np.nan)
+    Wg.winograd_input_nogil(x, ph, pw, th, tw, V, *scratch())
     xp = np.zeros((b, C, 2 * th + 2, 2 * tw + 2))
     xp[:, :, ph:ph + H, pw:pw + W] = x
     dy = rng.integers(-8, 9, (b, C, Ho, Wo)).astype(np.float64)
     dyp = np.zeros((b, C, 2 * th, 2 * tw))
     dyp[:, :, :Ho, :Wo] = dy
-    dM = np.empty((16, C, T))
-    Wg.winograd_dy_nogil(dy, th, tw, dM, np.empty((4, tw)), tb)
+    dM = np.full((16, C, T), np.nan)
+    Wg.winograd_dy_nogil(dy, th, tw, dM, *scratch())
     M = rng.integers(-8, 9, (16, C, T)).astype(np.float64)
     y = np.full((b, C, Ho, Wo), np.nan)
-    Wg.winograd_output_nogil(M, th, tw, y, tb)
+    Wg.winograd_output_nogil(M, th, tw, y, scratch()[0])
+    assert np.isfinite(V).all()                  # padding tiles too: dW multiplies them by dM's zeros
     for n in range(b):
         for c in range(C):
             for ty in range(th):
+                np.testing.assert_array_equal(dM[:, c, (n * th + ty) * (tw + 1) + tw], 0)   # the padding tile
                 for tx in range(tw):
-                    t = (n * th + ty) * tw + tx              # the tile numbering of the module docstring
+                    t = (n * th + ty) * (tw + 1) + tx         # the tile numbering of the module docstring
                     d = xp[n, c, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4]
                     np.testing.assert_array_equal(V[:, c, t].reshape(4, 4), Wg.BT @ d @ Wg.BT.T)
                     g = dyp[n, c, 2 * ty:2 * ty + 2, 2 * tx:2 * tx + 2]
@@ -131,6 +138,26 @@ def test_transform_kernels_are_the_matrices(rng):
                     rows, cols = min(2, Ho - 2 * ty), min(2, Wo - 2 * tx)
                     np.testing.assert_array_equal(y[n, c, 2 * ty:2 * ty + rows, 2 * tx:2 * tx + cols],
                                                   Y[:rows, :cols])
+
+
+def test_input_grad_kernel_is_the_adjoint_of_the_input_transform(rng):
+    """<V(x), dV> == <x, V^T(dV)> for dV zero at the padding tiles (as dL/dx receives it): the two kernels are
+    transposes of each other, at integer values exactly, over paddings 0-2 and odd and even sizes."""
+    for (H, W, ph, pw) in [(7, 6, 1, 2), (8, 8, 1, 1), (5, 9, 0, 2), (6, 3, 2, 0)]:
+        b, C = 2, 3
+        Ho, Wo = H + 2 * ph - 2, W + 2 * pw - 2
+        th, tw = Wg.tiles(Ho, Wo)
+        T = b * th * (tw + 1)
+        Wp = 2 * tw + 2
+        x = rng.integers(-8, 9, (b, C, H, W)).astype(np.float64)
+        dV = rng.integers(-8, 9, (16, C, b, th, tw + 1)).astype(np.float64)
+        dV[..., tw] = 0
+        dV = dV.reshape(16, C, T)
+        V = np.empty((16, C, T))
+        Wg.winograd_input_nogil(x, ph, pw, th, tw, V, np.full((4, b * th * Wp + 2), np.nan), np.zeros(Wp))
+        dx = np.full(x.shape, np.nan)
+        Wg.winograd_input_grad_nogil(dV, ph, pw, th, tw, dx, np.full((4, b * th * Wp + 2), np.nan), np.zeros(Wp))
+        assert np.sum(V * dV) == np.sum(x * dx), (H, W, ph, pw)
 
 
 def test_weight_transform_is_g_w_gt_per_filter(rng):

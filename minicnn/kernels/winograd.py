@@ -24,7 +24,9 @@ input tile ``d`` and a 3x3 filter ``g``: ``Y = A^T [ (G g G^T) * (B^T d B) ] A``
 **A layer.** Index arithmetic, used by every kernel below and written once here::
 
     th = ceil(H_out / 2), tw = ceil(W_out / 2)     tiles per image, rows and columns
-    t  = (n * th + ty) * tw + tx                   tile number in a chunk of images, n counted in the chunk
+    t  = (n * th + ty) * (tw + 1) + tx             tile number in a chunk of images, n counted in the chunk;
+                                                   tx = tw is a padding tile (below), tx < tw the real ones
+    Wp = 2 * (tw + 1)                              padded columns of a tile row: tile t starts at 2 * t
     output tile (ty, tx):  y[n, o, 2*ty + r, 2*tx + s]          r, s in {0, 1}  (cropped at H_out, W_out)
     its input tile:        x_pad[n, c, 2*ty + a, 2*tx + b]      a, b in {0..3}: x rows 2*ty - pad_h + a
     xi = 4 * a' + b'                               one of the 16 positions of the transformed 4x4 tile
@@ -51,12 +53,23 @@ from 4x4 input tiles and 2x2 gradient tiles) in the transposed form that
 shares B^T d B with the forward; dM serves both dW and dx, one transform per
 chunk of dy.
 
-Each numba kernel loops over tiles ``tx`` of one row of tiles innermost, with
-contiguous loads and stores only (the padded input rows are first copied into
-even- and odd-column halves, so that the tile at tx reads columns tx and tx+1
-of each), and vectorizes. The transforms are the matrices above written out as
-additions; ``tests/test_winograd.py`` checks each kernel against the matrix
-products.
+**Two passes per transform, and the padding tile.** Each transform is the
+1-D transform applied twice, first down the columns of every tile, then along
+its rows. The first pass runs along whole rows of the padded plane (every
+tile of a tile row at once) into a scratch R that holds the chunk's tile rows
+one after another, Wp columns each. With one extra tile per tile row, tile t
+starts at column 2t of R for *every* t, so the second pass is one flat loop
+over all the chunk's tiles. Both passes are long loops over few arrays, which
+LLVM vectorizes; the earlier kernels looped over one row of tiles (tw = 16, 8,
+4 long) with scalar code, and were 1.5-2.5x slower per transform
+(``benchmarks/winograd_measurements.md``, 2026-12-07). The price is the
+padding tiles' columns in the GEMMs: 1/tw more (6%, 12.5%, 25% at tw = 16,
+8, 4). The padding tiles of V hold finite values that nothing reads as an
+output; the dy transform gives them exactly 0 (they read dy beyond W_out), so
+they add nothing to dU, and dV = U^T dM is 0 there too, which dL/dx needs.
+The transforms are the matrices above written out as additions;
+``tests/test_winograd.py`` checks each kernel against the matrix products and
+the dL/dx kernel as the exact adjoint of the input transform.
 
 **Work and the ledger.** Multiplications per output pixel and input channel:
 16/4 = 4 per output channel in the GEMMs instead of 9 (2.25x fewer), plus the
@@ -81,8 +94,9 @@ roundings along each path:
   (C - 1), the output transform 4 (two stages of three-term sums); C + 7,
   rounded up.
 * dL/dx, n = O + 9: dy transform 2, U 1, product 1, GEMM over O (O - 1),
-  B dV B^T 4 (two stages of three-term sums), overlapping tiles 2 (at most
-  two per axis).
+  B dV B^T with the overlapping tiles summed 6 (along a row, a tile's
+  three-term sum plus its left neighbour's: four terms, three roundings; the
+  same down the columns).
 * dL/dW, n = N*th*tw + 8: input and dy transforms 2 + 2, product 1, the sum
   over all N*th*tw tiles of the batch (chunk GEMMs, then chunks in order:
   N*th*tw - 1), G^T dU G in float64 rounded once (1).
@@ -207,215 +221,203 @@ def _b(z0, z1, z2, z3):
     return z0, z1 - z2 + z3, z1 + z2 - z0, -z3
 
 
-@njit(cache=True, inline="always")
-def _split_row(dst_even, dst_odd, src, shift):
-    """dst_even[j] = src[2j - shift], dst_odd[j] = src[2j + 1 - shift], zero where that is outside src.
-
-    (One padded row, split into its even and odd columns; ``shift`` is the left padding.)
-    """
-    n = src.shape[0]
-    for j in range(dst_even.shape[0]):
-        k = 2 * j - shift
-        dst_even[j] = src[k] if 0 <= k < n else 0
-        k += 1
-        dst_odd[j] = src[k] if 0 <= k < n else 0
-
-
-@njit(cache=True, inline="always")
-def _merge_row(dst, src_even, src_odd, shift):
-    """dst[w] = the padded row's column w + shift, from its even and odd halves: the inverse of _split_row."""
-    for w in range(dst.shape[0]):
-        k = w + shift
-        dst[w] = src_even[k // 2] if k % 2 == 0 else src_odd[k // 2]
-
-
-@njit(cache=True, inline="always")
-def _copy_out(tb, dst, c, t0):
-    """dst[xi, c, t0 + t] = tb[xi, t] for all 16 xi: one image's tiles into a (16, C, T) array."""
-    count = tb.shape[1]
-    for xi in range(tb.shape[0]):
-        d = dst[xi, c, t0:t0 + count]
-        s = tb[xi]
-        for t in range(count):
-            d[t] = s[t]
-
-
-@njit(cache=True, inline="always")
-def _copy_in(src, c, t0, tb):
-    """tb[xi, t] = src[xi, c, t0 + t]: one image's tiles out of a (16, C, T) array."""
-    count = tb.shape[1]
-    for xi in range(tb.shape[0]):
-        d = tb[xi]
-        s = src[xi, c, t0:t0 + count]
-        for t in range(count):
-            d[t] = s[t]
-
-
-# Implementation note: a 2-D view such as V[:, c, t0:t0 + tw] has run-time strides, and numba's loops over it
-# did not vectorize (4x slower). So each kernel works on one image plane's tiles in a small C-contiguous
-# scratch ``tb`` (16, th*tw) and copies it to or from V / M with contiguous 1-D loops.
+# Layout of the transforms (see "A layer" in the module doc): every tile row has tw real tiles and one *padding
+# tile* (tx = tw), so the tiles of a chunk, numbered t = (n * th + ty) * (tw + 1) + tx, start at padded column
+# 2 * t of R, a scratch holding the chunk's rows of tiles one after another, Wp = 2 * (tw + 1) columns each.
+# Each transform is then two passes of long loops with few streams, which LLVM vectorizes: one along the rows of
+# the plane (B^T or A^T down the columns of every tile at once) and one flat loop over all the chunk's tiles (the
+# same matrix along their rows). Loops over one row of tiles (tw = 16, 8, 4) did not vectorize, and the scalar
+# tile loops were 1.3-1.6x the GEMMs they fed (benchmarks/winograd_measurements.md).
+# A row outside the image is the zero row, chosen by a conditional expression written out at each use: the same
+# choice made in a small inlined helper returning the array was 4-13x slower (2026-12-07).
 
 @njit(nogil=True, cache=True)
-def winograd_input_nogil(x, ph, pw, th, tw, V, plane_e, plane_o, tb):
+def winograd_input_nogil(x, ph, pw, th, tw, V, R, zero):
     """V[xi, c, t] = (B^T d B)[xi] for every 4x4 input tile d of x (b, C, H, W); see the module doc.
 
-    Scratch: plane_e, plane_o (2*th + 2, tw + 1) for one padded input plane split into even and odd
-    columns; tb (16, th*tw) for one plane's transformed tiles.
+    Scratch: R (4, b*th*Wp + 2) with Wp = 2*tw + 2, zero (>= W) all zeros. The padding tiles of V get the
+    transform of whatever R holds there: finite values that the output transform never reads and that dW
+    multiplies by dM's exact zeros.
     """
     b, C, H, W = x.shape
-    for n in range(b):
-        for c in range(C):
-            # the padded plane: row pr is image row pr - ph (zero outside), column 2j (+1) is image column 2j - pw (+1)
-            for pr in range(2 * th + 2):
-                h = pr - ph
-                if 0 <= h < H:
-                    _split_row(plane_e[pr], plane_o[pr], x[n, c, h], pw)
-                else:
-                    plane_e[pr, :] = 0
-                    plane_o[pr, :] = 0
+    Wp = 2 * tw + 2                  # padded columns of a tile row (tw + 1 tiles, 2 columns apart)
+    L = th * Wp                      # one image's tile rows in R
+    NT = b * th * (tw + 1)           # the chunk's tiles, padding tiles included
+    for a in range(4):
+        R[a, b * L] = 0              # the last padding tile reads two entries past the rows
+        R[a, b * L + 1] = 0
+    for c in range(C):
+        # 1. B^T down the columns: R[a, n*L + ty*Wp + pc] = sum_i BT[a, i] * padded plane[2ty + i, pc]
+        for n in range(b):
             for ty in range(th):
-                # rows 2ty..2ty+3 of the tile row; tile tx reads padded columns 2tx..2tx+3 = even tx, odd tx,
-                # even tx+1, odd tx+1
-                e0, e1, e2, e3 = plane_e[2 * ty], plane_e[2 * ty + 1], plane_e[2 * ty + 2], plane_e[2 * ty + 3]
-                o0, o1, o2, o3 = plane_o[2 * ty], plane_o[2 * ty + 1], plane_o[2 * ty + 2], plane_o[2 * ty + 3]
-                base = ty * tw           # this tile row's tiles in tb
-                for tx in range(tw):
-                    # B^T d: down each of the tile's four columns
-                    c0 = _bt(e0[tx], e1[tx], e2[tx], e3[tx])
-                    c1 = _bt(o0[tx], o1[tx], o2[tx], o3[tx])
-                    c2 = _bt(e0[tx + 1], e1[tx + 1], e2[tx + 1], e3[tx + 1])
-                    c3 = _bt(o0[tx + 1], o1[tx + 1], o2[tx + 1], o3[tx + 1])
-                    # (B^T d) B: along each row a of B^T d, the same B^T; position xi = 4a + b
-                    for a in range(4):
-                        v0, v1, v2, v3 = _bt(c0[a], c1[a], c2[a], c3[a])
-                        tb[4 * a, base + tx] = v0
-                        tb[4 * a + 1, base + tx] = v1
-                        tb[4 * a + 2, base + tx] = v2
-                        tb[4 * a + 3, base + tx] = v3
-            _copy_out(tb, V, c, n * th * tw)
+                h = 2 * ty - ph                                  # image row of padded row 2ty
+                z0 = x[n, c, h] if 0 <= h < H else zero
+                z1 = x[n, c, h + 1] if 0 <= h + 1 < H else zero
+                z2 = x[n, c, h + 2] if 0 <= h + 2 < H else zero
+                z3 = x[n, c, h + 3] if 0 <= h + 3 < H else zero
+                o = n * L + ty * Wp
+                for a in range(4):                               # the padding columns, left and right
+                    for j in range(pw):
+                        R[a, o + j] = 0
+                    for j in range(pw + W, Wp):
+                        R[a, o + j] = 0
+                q0, q1 = R[0, o + pw:o + pw + W], R[1, o + pw:o + pw + W]
+                q2, q3 = R[2, o + pw:o + pw + W], R[3, o + pw:o + pw + W]
+                for w in range(W):                               # image column w = padded column pw + w
+                    r0, r1, r2, r3 = _bt(z0[w], z1[w], z2[w], z3[w])
+                    q0[w] = r0
+                    q1[w] = r1
+                    q2[w] = r2
+                    q3[w] = r3
+        # 2. B along the rows: tile t's row a is R[a, 2t .. 2t + 3]; position xi = 4a + b'
+        for a in range(4):
+            src = R[a]
+            v0, v1, v2, v3 = V[4 * a, c], V[4 * a + 1, c], V[4 * a + 2, c], V[4 * a + 3, c]
+            for t in range(NT):
+                r0, r1, r2, r3 = _bt(src[2 * t], src[2 * t + 1], src[2 * t + 2], src[2 * t + 3])
+                v0[t] = r0
+                v1[t] = r1
+                v2[t] = r2
+                v3[t] = r3
     return V
 
 
 @njit(nogil=True, cache=True)
-def winograd_output_nogil(M, th, tw, y, tb):
+def winograd_output_nogil(M, th, tw, y, R):
     """y[n, o, 2ty + r, 2tx + s] = (A^T M[:, o, t] A)[r, s] for y (b, O, H_out, W_out), cropped at its edges.
 
-    Scratch: tb (16, th*tw) for one plane's tiles. A row of tiles is written whole into two rows of 2*tw
-    values (allocated once per call), which are then copied into y cropped to H_out, W_out: one tile loop
-    for every shape (compiled once; an odd H_out or W_out needs no second loop for its last tiles).
+    Scratch: R (>= 2, b*th*Wp). Pass 1, one flat loop over the chunk's tiles: A^T down each tile's four
+    columns, then A^T along its two rows, into R[r, 2t + s] (the two output rows of every tile row, side by
+    side); pass 2 copies them into y, cropped (the padding tiles' values fall beyond W_out).
     """
     b, O, Ho, Wo = y.shape
-    rows = np.empty((2, 2 * tw), dtype=y.dtype)
-    for n in range(b):
-        for o in range(O):
-            _copy_in(M, o, n * th * tw, tb)
+    Wp = 2 * tw + 2
+    NT = b * th * (tw + 1)
+    for o in range(O):
+        m0, m1, m2, m3 = M[0, o], M[1, o], M[2, o], M[3, o]
+        m4, m5, m6, m7 = M[4, o], M[5, o], M[6, o], M[7, o]
+        m8, m9, m10, m11 = M[8, o], M[9, o], M[10, o], M[11, o]
+        m12, m13, m14, m15 = M[12, o], M[13, o], M[14, o], M[15, o]
+        for r in range(2):                                       # output row r of every tile, one pass each
+            p = R[r]                                             # (two passes of 12 streams vectorize; one of 16
+            for t in range(NT):                                  # did not: 2.3x slower)
+                # A^T m, row r: down each column k of the 4x4 tile m[4a + k]
+                k0 = _at(m0[t], m4[t], m8[t], m12[t])[r]
+                k1 = _at(m1[t], m5[t], m9[t], m13[t])[r]
+                k2 = _at(m2[t], m6[t], m10[t], m14[t])[r]
+                k3 = _at(m3[t], m7[t], m11[t], m15[t])[r]
+                # (A^T m) A: along the row, A^T again
+                y0, y1 = _at(k0, k1, k2, k3)
+                p[2 * t] = y0
+                p[2 * t + 1] = y1
+        for n in range(b):
             for ty in range(th):
-                base = ty * tw
-                for tx in range(tw):
-                    r0, r1 = _at_tile(tb, base + tx)
-                    rows[0, 2 * tx], rows[0, 2 * tx + 1] = r0
-                    rows[1, 2 * tx], rows[1, 2 * tx + 1] = r1
-                for r in range(min(2, Ho - 2 * ty)):       # output rows 2ty, 2ty + 1 (if < H_out), W_out columns
+                src = (n * th + ty) * Wp
+                for r in range(min(2, Ho - 2 * ty)):             # output rows 2ty, 2ty + 1 (if < H_out)
                     dst = y[n, o, 2 * ty + r]
-                    src = rows[r]
+                    row = R[r, src:src + Wo]
                     for w in range(Wo):
-                        dst[w] = src[w]
+                        dst[w] = row[w]
     return y
 
 
-@njit(cache=True, inline="always")
-def _at_tile(m, tx):
-    """A^T m A for the 4x4 tile m[4a + k, tx]: its two output rows, each (column 0, column 1)."""
-    # A^T m: down each column k of the 4x4 m (m[4a + k], a = 0..3); kk[r] = (A^T m)[r, k]
-    k0 = _at(m[0, tx], m[4, tx], m[8, tx], m[12, tx])
-    k1 = _at(m[1, tx], m[5, tx], m[9, tx], m[13, tx])
-    k2 = _at(m[2, tx], m[6, tx], m[10, tx], m[14, tx])
-    k3 = _at(m[3, tx], m[7, tx], m[11, tx], m[15, tx])
-    # (A^T m) A: along each output row r, A^T again
-    return _at(k0[0], k1[0], k2[0], k3[0]), _at(k0[1], k1[1], k2[1], k3[1])
-
-
 @njit(nogil=True, cache=True)
-def winograd_dy_nogil(dy, th, tw, dM, rows, tb):
+def winograd_dy_nogil(dy, th, tw, dM, R, zero):
     """dM[xi, o, t] = (A dY A^T)[xi] for every 2x2 tile dY of dy (b, O, H_out, W_out), zero beyond its edges.
 
-    Scratch: rows (4, tw) for a tile row's two rows of dy split into even and odd columns; tb (16, th*tw).
+    Scratch: R (4, b*th*Wp), zero (>= W_out) all zeros. The padding tiles read columns beyond W_out, which are
+    zero: their dM is exactly 0 (what keeps dW exact, see winograd_input_nogil).
     """
     b, O, Ho, Wo = dy.shape
-    for n in range(b):
-        for o in range(O):
+    Wp = 2 * tw + 2
+    L = th * Wp
+    NT = b * th * (tw + 1)
+    for o in range(O):
+        # 1. A down the columns: R[a, n*L + ty*Wp + col] = (A (dy[2ty, col], dy[2ty + 1, col]))[a]
+        for n in range(b):
             for ty in range(th):
-                for r in range(2):
-                    h = 2 * ty + r
-                    if h < Ho:
-                        _split_row(rows[2 * r], rows[2 * r + 1], dy[n, o, h], 0)
-                    else:
-                        rows[2 * r, :] = 0
-                        rows[2 * r + 1, :] = 0
-                p_, q_, r_, s_ = rows[0], rows[1], rows[2], rows[3]
-                base = ty * tw           # this tile row's tiles in tb
-                for tx in range(tw):
-                    # dY = [[p, q], [r, s]];  A dY: each column (p, r) and (q, s) times A
-                    left = _a(p_[tx], r_[tx])
-                    right = _a(q_[tx], s_[tx])
-                    # (A dY) A^T: each row (left[a], right[a]) times A again; position xi = 4a + b
-                    for a in range(4):
-                        v0, v1, v2, v3 = _a(left[a], right[a])
-                        tb[4 * a, base + tx] = v0
-                        tb[4 * a + 1, base + tx] = v1
-                        tb[4 * a + 2, base + tx] = v2
-                        tb[4 * a + 3, base + tx] = v3
-            _copy_out(tb, dM, o, n * th * tw)
+                z0 = dy[n, o, 2 * ty] if 2 * ty < Ho else zero
+                z1 = dy[n, o, 2 * ty + 1] if 2 * ty + 1 < Ho else zero
+                s = n * L + ty * Wp
+                for a in range(4):                               # beyond W_out
+                    for j in range(Wo, Wp):
+                        R[a, s + j] = 0
+                q0, q1, q2, q3 = R[0, s:s + Wo], R[1, s:s + Wo], R[2, s:s + Wo], R[3, s:s + Wo]
+                for w in range(Wo):
+                    r0, r1, r2, r3 = _a(z0[w], z1[w])
+                    q0[w] = r0
+                    q1[w] = r1
+                    q2[w] = r2
+                    q3[w] = r3
+        # 2. A along the rows: tile t's row a is R[a, 2t], R[a, 2t + 1]; position xi = 4a + b'
+        for a in range(4):
+            src = R[a]
+            d0, d1, d2, d3 = dM[4 * a, o], dM[4 * a + 1, o], dM[4 * a + 2, o], dM[4 * a + 3, o]
+            for t in range(NT):
+                r0, r1, r2, r3 = _a(src[2 * t], src[2 * t + 1])
+                d0[t] = r0
+                d1[t] = r1
+                d2[t] = r2
+                d3[t] = r3
     return dM
 
 
-@njit(cache=True, inline="always")
-def _b_tile_columns(tb, t, k):
-    """Columns k and k + 1 of the 4x4 tile B dV B^T, for dV = tb[4a + b', t]: two 4-vectors (rows 0..3)."""
-    # dV B^T: along each row a of dV (positions 4a..4a+3), B; ra[k] = (dV B^T)[a, k]
-    r0 = _b(tb[0, t], tb[1, t], tb[2, t], tb[3, t])
-    r1 = _b(tb[4, t], tb[5, t], tb[6, t], tb[7, t])
-    r2 = _b(tb[8, t], tb[9, t], tb[10, t], tb[11, t])
-    r3 = _b(tb[12, t], tb[13, t], tb[14, t], tb[15, t])
-    # B (dV B^T): down tile columns k and k + 1, B again
-    return _b(r0[k], r1[k], r2[k], r3[k]), _b(r0[k + 1], r1[k + 1], r2[k + 1], r3[k + 1])
-
-
 @njit(nogil=True, cache=True)
-def winograd_input_grad_nogil(dV, ph, pw, th, tw, dx, plane_e, plane_o, tb):
+def winograd_input_grad_nogil(dV, ph, pw, th, tw, dx, R, zero):
     """dx[n, c] = the 4x4 tiles B dV[:, c, t] B^T added back where their input tiles came from (the adjoint of
-    winograd_input_nogil), cropped to the image: dx (b, C, H, W).
+    winograd_input_nogil, pass by pass, in reverse), cropped to the image: dx (b, C, H, W).
 
-    Neighbouring tiles overlap by two columns, so one row of tiles is added in two passes (``half`` 0, 1):
-    columns 0 and 1 of every tile (padded columns 2tx, 2tx + 1: even tx, odd tx), then columns 2 and 3
-    (even tx+1, odd tx+1). Within a pass no two tiles touch the same pixel, so the loop vectorizes; both
-    passes are one loop in the code (one copy of the tile transform to compile). Scratch as
-    winograd_input_nogil's.
+    dV's padding tiles must be zero (they are: dV = U^T dM and dM's padding tiles are 0). Scratch: R (4,
+    b*th*Wp); ``zero`` is not used (the signature is the input transform's). Both passes gather (each output sums what reads it), so no entry is
+    written twice and the loops vectorize:
+
+        pass 2's adjoint: R[a, 2t + j] = sum_b' BT[b', j] dV[4a + b', t], summed over the two tiles that read
+                          it (tile t reads columns 2t .. 2t + 3: column 2t as j = 0 of tile t and j = 2 of t - 1)
+        pass 1's adjoint: padded row pr = sum_i BT[a, i] R[a, row of tile row ty] over the tile rows that read it
+                          (pr = 2ty + i: tile rows pr // 2 with i = pr % 2, and pr // 2 - 1 with i = pr % 2 + 2)
+
+    The columns of B = (B^T)^T used here: j = 0: (1, 0, 0, 0); 1: (0, 1, -1, 1); 2: (-1, 1, 1, 0); 3: (0, 0, 0, -1).
     """
     b, C, H, W = dx.shape
-    for n in range(b):
-        for c in range(C):
-            _copy_in(dV, c, n * th * tw, tb)
-            plane_e[:, :] = 0
-            plane_o[:, :] = 0
-            for ty in range(th):
-                base = ty * tw
-                e0, e1, e2, e3 = plane_e[2 * ty], plane_e[2 * ty + 1], plane_e[2 * ty + 2], plane_e[2 * ty + 3]
-                o0, o1, o2, o3 = plane_o[2 * ty], plane_o[2 * ty + 1], plane_o[2 * ty + 2], plane_o[2 * ty + 3]
-                for half in range(2):      # tile columns 2*half, 2*half + 1 -> padded columns even, odd tx + half
-                    for tx in range(tw):
-                        ce, co = _b_tile_columns(tb, base + tx, 2 * half)
-                        p = tx + half
-                        e0[p] += ce[0]
-                        e1[p] += ce[1]
-                        e2[p] += ce[2]
-                        e3[p] += ce[3]
-                        o0[p] += co[0]
-                        o1[p] += co[1]
-                        o2[p] += co[2]
-                        o3[p] += co[3]
-            for h in range(H):                          # image row h is padded row h + ph
-                _merge_row(dx[n, c, h], plane_e[h + ph], plane_o[h + ph], pw)
+    Wp = 2 * tw + 2
+    L = th * Wp
+    NT = b * th * (tw + 1)
+    for c in range(C):
+        for a in range(4):
+            v0, v1, v2, v3 = dV[4 * a, c], dV[4 * a + 1, c], dV[4 * a + 2, c], dV[4 * a + 3, c]
+            dst = R[a]
+            dst[0] = v0[0]                                       # tile 0 has no left neighbour
+            dst[1] = v1[0] - v2[0] + v3[0]
+            for t in range(1, NT):
+                dst[2 * t] = v0[t] + (v1[t - 1] + v2[t - 1] - v0[t - 1])        # j = 0 of t, j = 2 of t - 1
+                dst[2 * t + 1] = (v1[t] - v2[t] + v3[t]) - v3[t - 1]            # j = 1 of t, j = 3 of t - 1
+        for n in range(b):
+            for h in range(H):
+                pr = h + ph                                      # padded row of image row h
+                ty1 = pr // 2                                    # the tile rows that read it: ty1 (as i = pr % 2)
+                s1 = n * L + ty1 * Wp + pw                       # and ty1 - 1 (as i = pr % 2 + 2); image column 0
+                s0 = s1 - Wp                                     # is padded column pw
+                both, only1 = ty1 >= 1 and ty1 < th, ty1 < 1     # (a missing tile row adds nothing)
+                if pr % 2 == 0:                                  # i = 0 from ty1, i = 2 from ty1 - 1
+                    if both:
+                        for w in range(W):
+                            dx[n, c, h, w] = R[0, s1 + w] + (R[1, s0 + w] + R[2, s0 + w] - R[0, s0 + w])
+                    elif only1:
+                        for w in range(W):
+                            dx[n, c, h, w] = R[0, s1 + w]
+                    else:
+                        for w in range(W):
+                            dx[n, c, h, w] = R[1, s0 + w] + R[2, s0 + w] - R[0, s0 + w]
+                else:                                            # i = 1 from ty1, i = 3 from ty1 - 1
+                    if both:
+                        for w in range(W):
+                            dx[n, c, h, w] = (R[1, s1 + w] - R[2, s1 + w] + R[3, s1 + w]) - R[3, s0 + w]
+                    elif only1:
+                        for w in range(W):
+                            dx[n, c, h, w] = R[1, s1 + w] - R[2, s1 + w] + R[3, s1 + w]
+                    else:
+                        for w in range(W):
+                            dx[n, c, h, w] = -R[3, s0 + w]
     return dx
 
 
@@ -456,12 +458,16 @@ def chunk_images(N: int, tiles_per_image: int, channels: int, dtype) -> int:
 
 
 def _chunk_scratch(slot, C, O, n, th, tw, dtype):
-    """One thread's buffers for a chunk of n images: V (16, C, T), M (16, O, T) with T = n*th*tw tiles, the two
-    padded half-planes of the input transform and a tile row's scratch (forward and backward share them)."""
-    T = n * th * tw
+    """One thread's buffers for a chunk of n images: V (16, C, T), M (16, O, T) with T = n*th*(tw + 1) tiles
+    (padding tiles included), the transforms' row scratch R (4, n*th*Wp + 2) and a zero row (Wp = 2*tw + 2
+    entries, never written). Forward and backward share them."""
+    T = n * th * (tw + 1)
+    Wp = 2 * tw + 2
+    zero = _scratch.get((slot, "zero", np.dtype(dtype)))
+    if zero is None or zero.size < Wp:
+        zero = _scratch[(slot, "zero", np.dtype(dtype))] = np.zeros(Wp, dtype=dtype)
     return (_buffer(slot, "V", (ALPHA * ALPHA, C, T), dtype), _buffer(slot, "M", (ALPHA * ALPHA, O, T), dtype),
-            _buffer(slot, "plane_e", (2 * th + 2, tw + 1), dtype), _buffer(slot, "plane_o", (2 * th + 2, tw + 1), dtype),
-            _buffer(slot, "tb", (ALPHA * ALPHA, th * tw), dtype))
+            _buffer(slot, "R", (4, n * th * Wp + 2), dtype), zero[:Wp])
 
 
 def winograd_forward(x, w, ph, pw, y):
@@ -471,13 +477,13 @@ def winograd_forward(x, w, ph, pw, y):
     Ho, Wo = y.shape[2], y.shape[3]
     th, tw = tiles(Ho, Wo)
     U = weight_transform(w, y.dtype)
-    b = chunk_images(N, th * tw, C + O, y.dtype)
+    b = chunk_images(N, th * (tw + 1), C + O, y.dtype)
 
     def chunk(slot, k, s, e):
-        V, M, plane_e, plane_o, tb = _chunk_scratch(slot, C, O, e - s, th, tw, y.dtype)
-        winograd_input_nogil(x[s:e], ph, pw, th, tw, V, plane_e, plane_o, tb)
+        V, M, R, zero = _chunk_scratch(slot, C, O, e - s, th, tw, y.dtype)
+        winograd_input_nogil(x[s:e], ph, pw, th, tw, V, R, zero)
         np.matmul(U, V, out=M)
-        winograd_output_nogil(M, th, tw, y[s:e], tb)
+        winograd_output_nogil(M, th, tw, y[s:e], R)
 
     gemm.for_chunks(N, b, chunk)
     return y
@@ -501,19 +507,19 @@ def winograd_backward(x, w, dy, ph, pw, want_dw: bool, dx):
     N, C = (x if x is not None else dx).shape[:2]
     O, Ho, Wo = dy.shape[1], dy.shape[2], dy.shape[3]
     th, tw = tiles(Ho, Wo)
-    b = chunk_images(N, th * tw, C + O, dy.dtype)
+    b = chunk_images(N, th * (tw + 1), C + O, dy.dtype)
     dU = gemm.OrderedSum()
     UT = weight_transform(w, dy.dtype, transposed=True) if dx is not None else None
 
     def chunk(slot, k, s, e):
-        V, dM, plane_e, plane_o, tb = _chunk_scratch(slot, C, O, e - s, th, tw, dy.dtype)
-        winograd_dy_nogil(dy[s:e], th, tw, dM, _buffer(slot, "rows", (4, tw), dy.dtype), tb)
+        V, dM, R, zero = _chunk_scratch(slot, C, O, e - s, th, tw, dy.dtype)
+        winograd_dy_nogil(dy[s:e], th, tw, dM, R, zero)
         if want_dw:
-            winograd_input_nogil(x[s:e], ph, pw, th, tw, V, plane_e, plane_o, tb)
+            winograd_input_nogil(x[s:e], ph, pw, th, tw, V, R, zero)
             dU.add(k, np.matmul(dM, V.transpose(0, 2, 1)))      # (16, O, C): sum over the chunk's tiles
         if dx is not None:
-            np.matmul(UT, dM, out=V)
-            winograd_input_grad_nogil(V, ph, pw, th, tw, dx[s:e], plane_e, plane_o, tb)
+            np.matmul(UT, dM, out=V)                            # dV; its padding tiles are 0, as dM's are
+            winograd_input_grad_nogil(V, ph, pw, th, tw, dx[s:e], R, zero)
 
     gemm.for_chunks(N, b, chunk)
     return weight_grad_transform(dU.total) if want_dw else None
