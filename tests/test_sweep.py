@@ -310,7 +310,12 @@ def test_reopening_a_sweep_keeps_its_records_and_leaves_an_unchanged_file_alone(
     with open(path, "rb") as f:
         assert f.read() == before            # nothing changed but the clock: the file is untouched
     done = [dict(r) for r in doc["runs"] if r["status"] == "completed"]
-    assert done and all(r["action"] in ("fresh", "resume") and r["final_test_acc"] is not None for r in done)
+    # every finished run keeps the action that made it: fresh, resume, or overwrite (a run killed with the
+    # fixture's sweep before its first checkpoint leaves a dirty folder, which the rerun starts over; whether
+    # the second worker's run got that far depends on the machine's load)
+    odd = [(r["id"], r.get("action"), r.get("final_test_acc")) for r in done
+           if r.get("action") not in ("fresh", "resume", "overwrite") or r.get("final_test_acc") is None]
+    assert done and not odd, odd
     # a file that lacks a finished run's accuracy (an older sweep.json, or a run copied in from another sweep)
     # gets it from the run's own summary.json, and the file is then written
     for r in doc["runs"]:
