@@ -286,9 +286,9 @@ def winograd_input_nogil(x, ph, pw, th, tw, V, R, zero):
 def winograd_output_nogil(M, th, tw, y, R):
     """y[n, o, 2ty + r, 2tx + s] = (A^T M[:, o, t] A)[r, s] for y (b, O, H_out, W_out), cropped at its edges.
 
-    Scratch: R (>= 2, b*th*Wp). Pass 1, one flat loop over the chunk's tiles: A^T down each tile's four
-    columns, then A^T along its two rows, into R[r, 2t + s] (the two output rows of every tile row, side by
-    side); pass 2 copies them into y, cropped (the padding tiles' values fall beyond W_out).
+    Scratch: R (>= 2, b*th*Wp). Pass 1, for each output row r a flat loop over the chunk's tiles: row r of
+    A^T down each tile's four columns, then A^T along it, into R[r, 2t + s] (output row r of every tile row, side
+    by side); pass 2 copies them into y, cropped (the padding tiles' values fall beyond W_out).
     """
     b, O, Ho, Wo = y.shape
     Wp = 2 * tw + 2
