@@ -4,9 +4,10 @@
 # interrupted run restarts from its local checkpoint, or from scratch when the checkpoint was not kept).
 #
 #   benchmarks/papers/converged/lanes.sh start      # lane 1: e2train (the longest sweep), then resnet8's
-#                                                   # plateau runs at 256 epochs, E2-Train's rows at 128 epochs
-#                                                   # and Fig. 4's second target at 128, e2train at 256,
-#                                                   # resnet8's plateau runs at 512 epochs (two runs at a time);
+#                                                   # plateau runs at 256 epochs, E2-Train's rows at 128 epochs,
+#                                                   # resnet8's plateau runs at 512 epochs (step 1 first), Fig. 4's
+#                                                   # second target at 128, every E2-Train row at 256 (e2train
+#                                                   # first), two runs at a time;
 #                                                   # lane 2: wus, lars, resnet20's plateau runs (32 and 64
 #                                                   # epochs, 3 seeds each), gradprune, the SGD-at-lr-0.03 ablation,
 #                                                   # SLU against stochastic depth on resnet20, then lane 1's last
@@ -92,7 +93,7 @@ case "${1:-status}" in
             exit 1
         fi
         lane lane1 "${HEADLINE_WORKERS:-2}" e2train plateau_resnet8_e256.toml headline_e2train_e128.toml \
-            headline_e2train_e128_target06.toml headline_e2train_e256.toml plateau_resnet8_e512.toml
+            plateau_resnet8_e512.toml headline_e2train_e128_target06.toml headline_e2train_e256.toml
         # lane 2 ends with lane 1's last sweeps at one worker, so that no core idles in a sweep's last run
         lane lane2 1 wus lars plateau_resnet20_e32.toml plateau_resnet20_e64.toml gradprune ablation_sgd_lr0.03.toml \
             ablation_slu_resnet20.toml headline_e2train_e128_target06.toml headline_e2train_e256.toml \
