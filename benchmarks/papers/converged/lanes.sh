@@ -5,7 +5,8 @@
 #
 #   benchmarks/papers/converged/lanes.sh start      # lane 1: e2train (the longest sweep), then resnet8's
 #                                                   # plateau runs at 256 epochs, E2-Train's rows at 128 epochs,
-#                                                   # resnet8's plateau runs at 512 epochs (step 1 first), Fig. 4's
+#                                                   # resnet8's plateau runs at 512 epochs and resnet20's at 128
+#                                                   # (step 1 first), Fig. 4's
 #                                                   # second target at 128, every E2-Train row at 256 (e2train
 #                                                   # first), two runs at a time;
 #                                                   # lane 2: wus, lars, resnet20's plateau runs (32 and 64
@@ -56,7 +57,7 @@ lane() {   # lane NAME MAXWORKERS SWEEP...: the sweeps one after the other; wus'
                 headline_e2train_e256.toml) adopt plateau_resnet8_e256 headline_e2train_e256 "$sweep" ;;
             esac
             workers=1
-            case "$sweep" in headline_*|plateau_resnet8_e256*|plateau_resnet8_e512*) workers=$maxw ;; esac
+            case "$sweep" in headline_*|plateau_resnet8_e256*|plateau_resnet8_e512*|plateau_resnet20_e128*) workers=$maxw ;; esac
             if [ "${sweep%.toml}" != "$sweep" ]; then      # a spec of this folder (an ablation): minicnn sweep
                 nice -n 19 "$PY" -m minicnn sweep "benchmarks/papers/converged/$sweep" \
                     --out "$OUT/${sweep%.toml}" --workers "$workers" --no-progress || break
@@ -82,7 +83,8 @@ renice_loop() {   # keep every sweep process, and its autogroup, at nice 19 (a n
 
 case "${1:-status}" in
     start-lane2)   # lane 2 alone, beside a lane 1 that is already running
-        lane lane2 1 headline_e2train_e128_target06.toml headline_e2train_e256.toml plateau_resnet8_e512.toml
+        lane lane2 1 headline_e2train_e128_target06.toml plateau_resnet20_e128.toml headline_e2train_e256.toml \
+            plateau_resnet8_e512.toml
         sleep 2
         renice_loop
         echo "lane 2 started; logs in $LOG"
@@ -93,11 +95,12 @@ case "${1:-status}" in
             exit 1
         fi
         lane lane1 "${HEADLINE_WORKERS:-2}" e2train plateau_resnet8_e256.toml headline_e2train_e128.toml \
-            plateau_resnet8_e512.toml headline_e2train_e128_target06.toml headline_e2train_e256.toml
+            plateau_resnet8_e512.toml plateau_resnet20_e128.toml headline_e2train_e128_target06.toml \
+            headline_e2train_e256.toml
         # lane 2 ends with lane 1's last sweeps at one worker, so that no core idles in a sweep's last run
         lane lane2 1 wus lars plateau_resnet20_e32.toml plateau_resnet20_e64.toml gradprune ablation_sgd_lr0.03.toml \
-            ablation_slu_resnet20.toml headline_e2train_e128_target06.toml headline_e2train_e256.toml \
-            plateau_resnet8_e512.toml
+            ablation_slu_resnet20.toml headline_e2train_e128_target06.toml plateau_resnet20_e128.toml \
+            headline_e2train_e256.toml plateau_resnet8_e512.toml
         sleep 2
         renice_loop
         echo "started; logs in $LOG"
