@@ -64,7 +64,7 @@ LLVM vectorizes; the earlier kernels looped over one row of tiles (tw = 16, 8,
 4 long) with scalar code, and were 1.5-2.5x slower per transform
 (``benchmarks/winograd_measurements.md``, 2026-12-07). The price is the
 padding tiles' columns in the GEMMs: 1/tw more (6%, 12.5%, 25% at tw = 16,
-8, 4). The padding tiles of V hold finite values that nothing reads as an
+8, 4). The padding tiles of V hold values (finite for a finite x) that nothing reads as an
 output; the dy transform gives them exactly 0 (they read dy beyond W_out), so
 they add nothing to dU, and dV = U^T dM is 0 there too, which dL/dx needs.
 The transforms are the matrices above written out as additions;
