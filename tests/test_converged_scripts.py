@@ -81,9 +81,9 @@ def test_runs_state_is_the_one_definition_of_finished(sweep, capsys):
     assert rs.main(["bogus"]) == 2
 
 
-def test_runs_state_resumable_lists_the_stopped_runs_a_park_commits(sweep, capsys):
-    """commit_finished.sh --park commits the checkpoints of the runs ``resumable`` lists: unfinished, with a
-    config.json and a checkpoint.npz (what ``minicnn train --resume`` needs); never a finished run."""
+def test_runs_state_resumable_lists_unfinished_runs_with_a_checkpoint(sweep, capsys):
+    """``resumable`` lists the runs a sweep would continue: unfinished, with a config.json and a checkpoint.npz
+    (what ``minicnn train --resume`` needs); never a finished run."""
     rs = load("runs_state")
     assert rs.main(["resumable", sweep]) == 0
     assert capsys.readouterr().out.split() == []          # the interrupted run has no checkpoint: it restarts

@@ -17,8 +17,7 @@ of the run id (the id's axis part may differ, ``method-baseline__seed-0-1a07d143
 A run is finished when the sweep engine says so (:func:`minicnn.sweep.engine.dir_state`: its summary says
 completed or diverged); anything else with a ``metrics.jsonl`` is in progress or interrupted (a sweep
 restarts it). ``resumable`` lists the unfinished runs a sweep would continue rather than restart (a
-``config.json`` and a ``checkpoint.npz``): what ``commit_finished.sh --park`` commits, checkpoint included, so
-that a run longer than a session goes on in the next one. Default SWEEP_DIRs: every folder of ``docs/measurements/converged``.
+``config.json`` and a ``checkpoint.npz``, kept locally: checkpoints are never committed). Default SWEEP_DIRs: every folder of ``docs/measurements/converged``.
 """
 import glob
 import json
