@@ -81,19 +81,6 @@ def test_runs_state_is_the_one_definition_of_finished(sweep, capsys):
     assert rs.main(["bogus"]) == 2
 
 
-def test_runs_state_resumable_lists_unfinished_runs_with_a_checkpoint(sweep, capsys):
-    """``resumable`` lists the runs a sweep would continue: unfinished, with a config.json and a checkpoint.npz
-    (what ``minicnn train --resume`` needs); never a finished run."""
-    rs = load("runs_state")
-    assert rs.main(["resumable", sweep]) == 0
-    assert capsys.readouterr().out.split() == []          # the interrupted run has no checkpoint: it restarts
-    for name in ("seed-1__p0.9", "seed-0__baseline"):      # ... now it has one; a finished run's is not listed
-        with open(os.path.join(sweep, "runs", name, "checkpoint.npz"), "wb") as f:
-            f.write(b"x")
-    rs.main(["resumable", sweep])
-    assert [os.path.basename(d) for d in capsys.readouterr().out.split()] == ["seed-1__p0.9"]
-
-
 def test_runs_state_prepare_writes_sweep_json_once(tmp_path):
     """``prepare`` gives a new sweep folder its sweep.json (every run pending) so that another sweep's finished
     baseline runs can be copied in first; an existing sweep.json is left as it is."""

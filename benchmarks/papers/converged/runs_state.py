@@ -3,7 +3,6 @@
 
     python benchmarks/papers/converged/runs_state.py finished [SWEEP_DIR...]    # one run directory per line
     python benchmarks/papers/converged/runs_state.py unfinished [SWEEP_DIR...]  # with "(N epochs)"
-    python benchmarks/papers/converged/runs_state.py resumable [SWEEP_DIR...]   # unfinished, with a checkpoint
     python benchmarks/papers/converged/runs_state.py prepare SPEC SWEEP_DIR      # sweep.json, nothing run
     python benchmarks/papers/converged/runs_state.py adopt FROM_SWEEP SWEEP_DIR  # copy finished runs in
 
@@ -16,8 +15,7 @@ of the run id (the id's axis part may differ, ``method-baseline__seed-0-1a07d143
 
 A run is finished when the sweep engine says so (:func:`minicnn.sweep.engine.dir_state`: its summary says
 completed or diverged); anything else with a ``metrics.jsonl`` is in progress or interrupted (a sweep
-restarts it). ``resumable`` lists the unfinished runs a sweep would continue rather than restart (a
-``config.json`` and a ``checkpoint.npz``, kept locally: checkpoints are never committed). Default SWEEP_DIRs: every folder of ``docs/measurements/converged``.
+restarts it). Default SWEEP_DIRs: every folder of ``docs/measurements/converged``.
 """
 import glob
 import json
@@ -84,11 +82,6 @@ def main(argv):
     if argv[:1] == ["adopt"] and len(argv) == 3:
         for name in adopt(argv[1], argv[2]):
             print(f"adopted {name}")
-        return 0
-    if argv[:1] == ["resumable"]:
-        for d in run_dirs(argv[1:]):
-            if dir_state(d) == "resumable":
-                print(os.path.relpath(d))
         return 0
     if not argv or argv[0] not in ("finished", "unfinished"):
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
