@@ -9,7 +9,8 @@ Two kinds of sweep (both in docs/measurements/converged/, specs beside this file
   epochs is the first E epochs of the long one (same seed, same bits). The plateau is the first epoch after
   which the seed-mean test accuracy (3-epoch moving average) never rises 0.5 point above its value there.
 
-    python benchmarks/papers/converged/plateau.py            # markdown tables on stdout
+    python benchmarks/papers/converged/plateau.py                    # markdown tables on stdout
+    python benchmarks/papers/converged/plateau.py --plot docs/converged_plateau.png   # and the figure
 """
 from __future__ import annotations
 
@@ -111,6 +112,60 @@ def curve_table(model: str) -> str:
     return "\n".join(lines + ["", verdict])
 
 
+def lengths(model: str) -> dict:
+    """{run length: [metrics list per completed seed]} of the run-length sweeps of ``model``."""
+    out = {}
+    for path in glob.glob(os.path.join(OUT, f"plateau_{model}_e*")):
+        rs = runs(os.path.basename(path))
+        if rs:
+            out[int(re.search(r"_e(\d+)$", path).group(1))] = [m for _, m, _ in rs]
+    return out
+
+
+def plot(models: list, path: str) -> None:
+    """Left: final test accuracy against run length (every seed, and the mean with its sd), one line per model.
+    Right: the seed-mean test accuracy per epoch of each length of the first model, on the same log axis, so
+    that each longer schedule is seen overtaking the shorter ones after its decays."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
+    for model, colour in zip(models, ("C0", "C3", "C2")):
+        runs_by_len = lengths(model)
+        es = sorted(runs_by_len)
+        finals = [[100 * m[-1]["test_acc"] for m in runs_by_len[e]] for e in es]
+        for e, f in zip(es, finals):
+            ax1.scatter([e] * len(f), f, s=12, color=colour, alpha=0.5)
+        mean = [np.mean(f) for f in finals]
+        sd = [np.std(f, ddof=1) if len(f) > 1 else 0.0 for f in finals]
+        lo, hi = min(len(f) for f in finals), max(len(f) for f in finals)
+        ax1.errorbar(es, mean, yerr=sd, color=colour, marker="o", capsize=3,
+                     label=f"{model} (mean ± sd of {lo if lo == hi else f'{lo}-{hi}'} seeds a length)")
+    ax1.set_xscale("log", base=2)
+    ax1.set_xlabel("run length, epochs (lr x0.1 at 50% and 75% of it)")
+    ax1.set_ylabel("final test accuracy, %")
+    ax1.set_title("Baseline on the CIFAR-10 slice: is there a plateau?")
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
+    runs_by_len = lengths(models[0])
+    cmap = plt.get_cmap("viridis")
+    for i, e in enumerate(sorted(runs_by_len)):
+        n = min(len(m) for m in runs_by_len[e])
+        acc = 100 * np.mean([[r["test_acc"] for r in m[:n]] for m in runs_by_len[e]], axis=0)
+        ax2.plot(np.arange(1, n + 1), acc, color=cmap(i / max(1, len(runs_by_len) - 1)), lw=1,
+                 label=f"{e} epochs")
+    ax2.set_xscale("log", base=2)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("test accuracy, % (seed mean)")
+    ax2.set_title(f"{models[0]}: every length's test accuracy per epoch")
+    ax2.set_ylim(30, None)
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"figure written to {path}")
+
+
 def main(argv):
     models_len = sorted({re.sub(r"_e\d+$", "", os.path.basename(p))[len("plateau_"):]
                          for p in glob.glob(os.path.join(OUT, "plateau_*_e*"))})
@@ -120,6 +175,11 @@ def main(argv):
         print(lengths_table(m), end="\n\n")
     for m in models_curve:
         print(curve_table(m), end="\n\n")
+    if argv[:1] == ["--plot"] and len(argv) == 2:
+        plot(sorted(models_len, key=lambda m: m != "resnet8"), argv[1])
+    elif argv:
+        print("usage: plateau.py [--plot FILE.png]", file=sys.stderr)
+        return 2
     return 0
 
 
