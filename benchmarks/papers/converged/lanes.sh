@@ -1,24 +1,22 @@
 #!/usr/bin/env bash
-# The converged sweeps (issue 18) in two background lanes, one thread each, at the lowest priority, so that the
+# The converged sweeps (issue 18) in one background lane, one thread per run, at the lowest priority, so that the
 # machine stays usable for other work; every sweep resumes where it stopped (finished runs are skipped, an
-# interrupted run restarts from its local checkpoint, or from scratch when the checkpoint was not kept).
+# interrupted run restarts from its local checkpoint, or from scratch in a new checkout: checkpoints are not
+# committed).
 #
-#   benchmarks/papers/converged/lanes.sh start      # lane 1: e2train (the longest sweep), then resnet8's
-#                                                   # plateau runs at 256 epochs, E2-Train's rows at 128 epochs,
-#                                                   # resnet8's plateau runs at 512 epochs and resnet20's at 128
-#                                                   # (step 1 first), Fig. 4's
-#                                                   # second target at 128, every E2-Train row at 256 (e2train
-#                                                   # first), two runs at a time;
-#                                                   # lane 2: wus, lars, resnet20's plateau runs (32 and 64
-#                                                   # epochs, 3 seeds each), gradprune, the SGD-at-lr-0.03 ablation,
-#                                                   # SLU against stochastic depth on resnet20, then lane 1's last
-#                                                   # sweeps at one run at a time, taking each sweep lane 1 is not
-#                                                   # in (a sweep's lock tells), so no core idles in a sweep's tail
-#   benchmarks/papers/converged/lanes.sh start-lane2  # lane 2's share of lane 1's sweeps, beside a running lane 1
+#   benchmarks/papers/converged/lanes.sh start      # every sweep in turn, $LANE_WORKERS (default 3) runs at a time:
+#                                                   # the presets (wus, lars, e2train, gradprune) and the ablations
+#                                                   # (finished: skipped at once), the plateau runs (resnet20 at 128
+#                                                   # epochs is the one left), then every E2-Train row at 256 epochs
 #   benchmarks/papers/converged/lanes.sh status     # the runs in progress and their epochs
 #   benchmarks/papers/converged/lanes.sh pause      # SIGSTOP every sweep process (before timing something)
 #   benchmarks/papers/converged/lanes.sh resume     # SIGCONT
 #   benchmarks/papers/converged/lanes.sh stop       # SIGINT: runs end "interrupted" and resume next time
+#
+# One lane, not two: two sweep processes cannot share a sweep (its folder's lock), so a second lane idled or
+# ended whenever the first held the only sweep left. Three runs on two cores keep both busy through a sweep's
+# tail (the 2026-12-07 night session ran resnet8's three 512-epoch runs this way: about 11 s an epoch each).
+# A run longer than what is left of a session is lost at its end: start the lane at a session's beginning.
 #
 # Logs: $LANES_LOG (default /tmp/minicnn-lanes). Commit what finished with commit_finished.sh.
 set -eu
@@ -38,15 +36,15 @@ adopt() {   # adopt FROM TO [SPEC]: FROM's finished runs that are also TO's (the
     return 0
 }
 
-lane() {   # lane NAME MAXWORKERS SWEEP...: the sweeps one after the other; wus's baselines are copied into lars
-            # first; a sweep the other lane is running (its folder's lock is held) is left to it
+lane() {   # lane NAME WORKERS SWEEP...: the sweeps one after the other; wus's baselines are copied into lars
+            # first; a sweep another process is running (its folder's lock is held) is left to it
     local name=$1 maxw=$2; shift 2
     (
         export MINICNN_NUM_THREADS=1 NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
         for sweep in "$@"; do
             lock="$OUT/${sweep%.toml}/.sweep.lock"
             if [ -f "$lock" ] && ! flock -n "$lock" true; then
-                echo "$name: $sweep is being run by the other lane; next"
+                echo "$name: $sweep is being run by another process; next"
                 continue
             fi
             # a sweep whose baseline runs another sweep already made (the same configuration: the same run id)
@@ -56,13 +54,12 @@ lane() {   # lane NAME MAXWORKERS SWEEP...: the sweeps one after the other; wus'
                 headline_e2train_e128*.toml) adopt plateau_resnet8_e128 "${sweep%.toml}" "$sweep" ;;
                 headline_e2train_e256.toml) adopt plateau_resnet8_e256 headline_e2train_e256 "$sweep" ;;
             esac
-            workers=1
-            case "$sweep" in headline_*|plateau_resnet8_e256*|plateau_resnet8_e512*|plateau_resnet20_e128*) workers=$maxw ;; esac
+            workers=$maxw
             if [ "${sweep%.toml}" != "$sweep" ]; then      # a spec of this folder (an ablation): minicnn sweep
                 nice -n 19 "$PY" -m minicnn sweep "benchmarks/papers/converged/$sweep" \
                     --out "$OUT/${sweep%.toml}" --workers "$workers" --no-progress || break
             else                                            # a converged preset
-                nice -n 19 "$PY" -m minicnn reproduce "$sweep" --converged --out "$OUT/$sweep" --workers 1 \
+                nice -n 19 "$PY" -m minicnn reproduce "$sweep" --converged --out "$OUT/$sweep" --workers "$workers" \
                     --no-progress || break
             fi
         done
@@ -82,25 +79,14 @@ renice_loop() {   # keep every sweep process, and its autogroup, at nice 19 (a n
 }
 
 case "${1:-status}" in
-    start-lane2)   # lane 2 alone, beside a lane 1 that is already running
-        lane lane2 1 headline_e2train_e128_target06.toml plateau_resnet20_e128.toml headline_e2train_e256.toml \
-            plateau_resnet8_e512.toml
-        sleep 2
-        renice_loop
-        echo "lane 2 started; logs in $LOG"
-        ;;
     start)
         if pgrep -f "$parents" > /dev/null; then
             echo "lanes.sh: sweeps are already running (lanes.sh status)" >&2
             exit 1
         fi
-        lane lane1 "${HEADLINE_WORKERS:-2}" e2train plateau_resnet8_e256.toml headline_e2train_e128.toml \
-            plateau_resnet8_e512.toml plateau_resnet20_e128.toml headline_e2train_e128_target06.toml \
-            headline_e2train_e256.toml
-        # lane 2 ends with lane 1's last sweeps at one worker, so that no core idles in a sweep's last run
-        lane lane2 1 wus lars plateau_resnet20_e32.toml plateau_resnet20_e64.toml gradprune ablation_sgd_lr0.03.toml \
-            ablation_slu_resnet20.toml headline_e2train_e128_target06.toml plateau_resnet20_e128.toml \
-            headline_e2train_e256.toml plateau_resnet8_e512.toml
+        lane lane1 "${LANE_WORKERS:-3}" wus lars e2train gradprune ablation_sgd_lr0.03.toml ablation_slu_resnet20.toml \
+            plateau_resnet8_e256.toml plateau_resnet8_e512.toml plateau_resnet20_e128.toml headline_e2train_e128.toml \
+            headline_e2train_e128_target06.toml headline_e2train_e256.toml
         sleep 2
         renice_loop
         echo "started; logs in $LOG"
@@ -112,5 +98,5 @@ case "${1:-status}" in
     pause) pkill -STOP -f "$pattern" || true ;;
     resume) pkill -CONT -f "$pattern" || true ;;
     stop) pkill -INT -f "$parents" || true ;;
-    *) echo "usage: lanes.sh start|start-lane2|status|pause|resume|stop" >&2; exit 2 ;;
+    *) echo "usage: lanes.sh start|status|pause|resume|stop" >&2; exit 2 ;;
 esac
