@@ -26,6 +26,7 @@ import inspect
 import math
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -186,8 +187,8 @@ check("each run's final accuracy is its last epoch's (the summary and the curve 
 
 fig = Figure(figsize=(10, 4.6), layout="constrained")
 ax1, ax2 = fig.subplots(1, 2, width_ratios=[2, 1])
-colors = ["#9ecae1", "#6baed6", "#3182bd", "#08519c", "#08306b"]
-for (e, rs), color in zip(lengths.items(), colors[-len(lengths):]):
+colors = [matplotlib.colormaps["Blues"](0.35 + 0.65 * i / max(1, len(lengths) - 1)) for i in range(len(lengths))]
+for (e, rs), color in zip(lengths.items(), colors):     # one colour per length, light (short) to dark (long)
     curve = np.mean([[100 * row["test_acc"] for row in r["metrics"]] for r in rs], axis=0)
     ax1.plot(np.arange(1, e + 1), curve, color=color, lw=1.2, label=f"{e} epochs ({len(rs)} seeds)")
 ax1.set(xlabel="epoch", ylabel="test accuracy % (seed mean)", xscale="log",
