@@ -78,6 +78,11 @@ def test_runs_state_is_the_one_definition_of_finished(sweep, capsys):
         json.dump({"method": ["gradprune:p=0.9"], "epochs": 8, "epochs_run": 16}, f)
     rs.main(["unfinished", sweep])
     assert capsys.readouterr().out.strip().endswith("seed-1__p0.9 (1/16 epochs)")
+    with open(os.path.join(sweep, "runs", "seed-1__p0.9", "metrics.jsonl"), "w") as f:   # 4 epochs, 10 s each but
+        for e, wall in enumerate((10.0, 20.0, 5.0, 15.0)):                               # a resume's clock restart
+            f.write(json.dumps({"epoch": e + 1, "wall_time_s": wall}) + "\n")
+    rs.main(["unfinished", sweep])
+    assert capsys.readouterr().out.strip().endswith("seed-1__p0.9 (4/16 epochs, about 10 s an epoch, 2 min left)")
     assert rs.main(["bogus"]) == 2
 
 

@@ -2,7 +2,7 @@
 ``lanes.sh``, ``commit_finished.sh`` and ``controllers.py`` share.
 
     python benchmarks/papers/converged/runs_state.py finished [SWEEP_DIR...]    # one run directory per line
-    python benchmarks/papers/converged/runs_state.py unfinished [SWEEP_DIR...]  # with "(N epochs)"
+    python benchmarks/papers/converged/runs_state.py unfinished [SWEEP_DIR...]  # with "(N/E epochs, ...left)"
     python benchmarks/papers/converged/runs_state.py prepare SPEC SWEEP_DIR      # sweep.json, nothing run
     python benchmarks/papers/converged/runs_state.py adopt FROM_SWEEP SWEEP_DIR  # copy finished runs in
 
@@ -41,6 +41,19 @@ def planned(run_dir: str) -> str:
             return f"/{int(json.load(f)['epochs_run'])}"
     except (OSError, ValueError, KeyError, TypeError):
         return ""
+
+
+def pace(records: list, total: int | None) -> str:
+    """", about S s an epoch, M min left" for a run of ``total`` epochs whose metrics lines are ``records``: the
+    median of up to ten epoch-to-epoch differences of their ``wall_time_s`` (a resumed run's clock restarts, so
+    only positive ones count); "" when there are none or the total is unknown. At the pace of the last epochs:
+    an interrupted run's "left" is what it would need once restarted."""
+    walls = [r.get("wall_time_s") for r in records[-11:]]
+    steps = sorted(b - a for a, b in zip(walls, walls[1:]) if a is not None and b is not None and b > a)
+    if not steps or total is None:
+        return ""
+    per = steps[len(steps) // 2]
+    return f", about {per:.0f} s an epoch, {per * (total - len(records)) / 60:.0f} min left"
 
 
 def finished(run_dir: str) -> bool:
@@ -93,8 +106,9 @@ def main(argv):
                 print(os.path.relpath(d))
             elif os.path.isfile(os.path.join(d, "metrics.jsonl")):
                 with open(os.path.join(d, "metrics.jsonl")) as f:
-                    done = sum(1 for line in f if line.strip())
-                print(f"{os.path.relpath(d)} ({done}{planned(d)} epochs)")
+                    records = [json.loads(line) for line in f if line.strip()]
+                total = planned(d)
+                print(f"{os.path.relpath(d)} ({len(records)}{total} epochs{pace(records, int(total[1:]) if total else None)})")
     return 0
 
 
