@@ -12,7 +12,7 @@ noise. This lesson is how minicnn's converged reproduction (README: "Reproducing
 1. what the papers compare: accuracy at the end of a full schedule (for most of them);
 2. one score and its noise: the same seed twice (bit-identical), another seed, and the test set's own sampling
    noise, of one score and of a difference of two, by formula and by a bootstrap over the test images;
-3. the plateau: resnet8's baseline trained for 16 to 256 epochs (the committed runs of
+3. the plateau: resnet8's baseline trained for 16 to 512 epochs (the committed runs of
    ``docs/measurements/converged/plateau_resnet8_e*``) -- where does it stop gaining?
 4. seeds and pairs: the committed 64-epoch E2-Train sweep (5 seeds), a method minus its reference *of the same
    seed*, and a t-interval for the mean difference;
@@ -148,7 +148,7 @@ print(inspect.cleandoc(f"""
 """))
 
 # ---------------------------------------------------------------------------------------------
-section("3. The plateau: resnet8's baseline at 16 to 256 epochs (committed runs)")
+section("3. The plateau: resnet8's baseline at 16 to 512 epochs (committed runs)")
 print(inspect.cleandoc("""
     Each length is its own run, with E2-Train's schedule shape scaled to it (lr 0.1, x0.1 at 50% and 75% of the
     run). The plateau is the shortest length whose doubling gains under 0.5 point (seed mean). (For a schedule
