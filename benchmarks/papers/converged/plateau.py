@@ -50,13 +50,20 @@ def pts(x):
     return f"{100 * x:.1f}"
 
 
-def lengths_table(model: str) -> str:
-    rows, finals = [], {}
+def lengths(model: str) -> dict:
+    """{run length: runs()} of the run-length sweeps ``plateau_<model>_e<E>`` that have a completed run."""
+    out = {}
     for path in glob.glob(os.path.join(OUT, f"plateau_{model}_e*")):
-        e = int(re.search(r"_e(\d+)$", path).group(1))
         rs = runs(os.path.basename(path))
         if rs:
-            finals[e] = ([s["final_test_acc"] for _, _, s in rs], [s["wall_time_s"] for _, _, s in rs])
+            out[int(re.search(r"_e(\d+)$", path).group(1))] = rs
+    return out
+
+
+def lengths_table(model: str) -> str:
+    rows = []
+    finals = {e: ([s["final_test_acc"] for _, _, s in rs], [s["wall_time_s"] for _, _, s in rs])
+              for e, rs in lengths(model).items()}
     lines = [f"**{model}**, x0.1 at 50% and 75% of the run:", "",
              "| epochs | seeds | final test acc % (mean ± sd) | per seed | gain over half the length | "
              "wall time per run |", "| --- | --- | --- | --- | --- | --- |"]
@@ -112,16 +119,6 @@ def curve_table(model: str) -> str:
     return "\n".join(lines + ["", verdict])
 
 
-def lengths(model: str) -> dict:
-    """{run length: [metrics list per completed seed]} of the run-length sweeps of ``model``."""
-    out = {}
-    for path in glob.glob(os.path.join(OUT, f"plateau_{model}_e*")):
-        rs = runs(os.path.basename(path))
-        if rs:
-            out[int(re.search(r"_e(\d+)$", path).group(1))] = [m for _, m, _ in rs]
-    return out
-
-
 def plot(models: list, path: str) -> None:
     """Left: final test accuracy against run length (every seed, and the mean with its sd), one line per model.
     Right: the seed-mean test accuracy per epoch of each length of the first model, on the same log axis, so
@@ -133,7 +130,7 @@ def plot(models: list, path: str) -> None:
     for model, colour in zip(models, ("C0", "C3", "C2")):
         runs_by_len = lengths(model)
         es = sorted(runs_by_len)
-        finals = [[100 * m[-1]["test_acc"] for m in runs_by_len[e]] for e in es]
+        finals = [[100 * summary["final_test_acc"] for _, _, summary in runs_by_len[e]] for e in es]
         for e, f in zip(es, finals):
             ax1.scatter([e] * len(f), f, s=12, color=colour, alpha=0.5)
         mean = [np.mean(f) for f in finals]
@@ -150,8 +147,8 @@ def plot(models: list, path: str) -> None:
     runs_by_len = lengths(models[0])
     cmap = plt.get_cmap("viridis")
     for i, e in enumerate(sorted(runs_by_len)):
-        n = min(len(m) for m in runs_by_len[e])
-        acc = 100 * np.mean([[r["test_acc"] for r in m[:n]] for m in runs_by_len[e]], axis=0)
+        n = min(len(m) for _, m, _ in runs_by_len[e])
+        acc = 100 * np.mean([[r["test_acc"] for r in m[:n]] for _, m, _ in runs_by_len[e]], axis=0)
         ax2.plot(np.arange(1, n + 1), acc, color=cmap(i / max(1, len(runs_by_len) - 1)), lw=1,
                  label=f"{e} epochs")
     ax2.set_xscale("log", base=2)
