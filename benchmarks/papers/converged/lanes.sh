@@ -38,7 +38,7 @@ adopt() {   # adopt FROM TO [SPEC]: FROM's finished runs that are also TO's (the
 
 lane() {   # lane NAME WORKERS SWEEP...: the sweeps one after the other; wus's baselines are copied into lars
             # first; a sweep another process is running (its folder's lock is held) is left to it
-    local name=$1 maxw=$2; shift 2
+    local name=$1 workers=$2; shift 2
     (
         export MINICNN_NUM_THREADS=1 NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
         for sweep in "$@"; do
@@ -54,7 +54,6 @@ lane() {   # lane NAME WORKERS SWEEP...: the sweeps one after the other; wus's b
                 headline_e2train_e128*.toml) adopt plateau_resnet8_e128 "${sweep%.toml}" "$sweep" ;;
                 headline_e2train_e256.toml) adopt plateau_resnet8_e256 headline_e2train_e256 "$sweep" ;;
             esac
-            workers=$maxw
             if [ "${sweep%.toml}" != "$sweep" ]; then      # a spec of this folder (an ablation): minicnn sweep
                 nice -n 19 "$PY" -m minicnn sweep "benchmarks/papers/converged/$sweep" \
                     --out "$OUT/${sweep%.toml}" --workers "$workers" --no-progress || break

@@ -34,19 +34,19 @@ def run_dirs(sweeps=None):
         yield from sorted(d for d in glob.glob(os.path.join(sweep, "runs", "*")) if os.path.isdir(d))
 
 
-def planned(run_dir: str) -> str:
-    """"/N" for a run whose config.json says it runs N epochs (after any method's scaling), else ""."""
+def planned(run_dir: str) -> int | None:
+    """The epochs a run's config.json says it runs (after any method's scaling), or None."""
     try:
         with open(os.path.join(run_dir, "config.json")) as f:
-            return f"/{int(json.load(f)['epochs_run'])}"
+            return int(json.load(f)["epochs_run"])
     except (OSError, ValueError, KeyError, TypeError):
-        return ""
+        return None
 
 
 def pace(records: list, total: int | None) -> str:
     """", about S s an epoch, M min left" for a run of ``total`` epochs whose metrics lines are ``records``: the
-    median of up to ten epoch-to-epoch differences of their ``wall_time_s`` (a resumed run's clock restarts, so
-    only positive ones count); "" when there are none or the total is unknown. At the pace of the last epochs:
+    median of up to ten epoch-to-epoch differences of their ``wall_time_s`` (positive ones only: a guard against
+    a clock that restarted); "" when there are none or the total is unknown. At the pace of the last epochs:
     an interrupted run's "left" is what it would need once restarted."""
     walls = [r.get("wall_time_s") for r in records[-11:]]
     steps = sorted(b - a for a, b in zip(walls, walls[1:]) if a is not None and b is not None and b > a)
@@ -108,7 +108,8 @@ def main(argv):
                 with open(os.path.join(d, "metrics.jsonl")) as f:
                     records = [json.loads(line) for line in f if line.strip()]
                 total = planned(d)
-                print(f"{os.path.relpath(d)} ({len(records)}{total} epochs{pace(records, int(total[1:]) if total else None)})")
+                of = f"/{total}" if total is not None else ""
+                print(f"{os.path.relpath(d)} ({len(records)}{of} epochs{pace(records, total)})")
     return 0
 
 
