@@ -285,20 +285,19 @@ def test_plateau_reads_completed_lengths_only_and_draws_its_figure(tmp_path, mon
     gain is the difference of the completed runs' seed means."""
     pl = load("plateau")
     monkeypatch.setattr(pl, "OUT", str(tmp_path))
+
+    def plateau_run(epochs, seed, status, acc):
+        d = tmp_path / f"plateau_resnet8_e{epochs}" / "runs" / f"seed-{seed}"
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps({"status": status, "final_test_acc": acc, "wall_time_s": 60.0}))
+        (d / "config.json").write_text(json.dumps({"seed": seed}))
+        (d / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "test_acc": acc * (i + 1) / epochs})
+                                                 + "\n" for i in range(epochs)))
+
     for e, accs in ((16, (0.50, 0.52)), (32, (0.60, 0.62))):
         for seed, acc in enumerate(accs):
-            d = tmp_path / f"plateau_resnet8_e{e}" / "runs" / f"seed-{seed}"
-            d.mkdir(parents=True)
-            (d / "summary.json").write_text(json.dumps({"status": "completed", "final_test_acc": acc,
-                                                        "wall_time_s": 60.0}))
-            (d / "config.json").write_text(json.dumps({"seed": seed}))
-            (d / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "test_acc": acc * (i + 1) / e})
-                                                     + "\n" for i in range(e)))
-    d = tmp_path / "plateau_resnet8_e32" / "runs" / "seed-2"
-    d.mkdir(parents=True)
-    (d / "summary.json").write_text(json.dumps({"status": "interrupted", "final_test_acc": 0.1, "wall_time_s": 1.0}))
-    (d / "config.json").write_text(json.dumps({"seed": 2}))
-    (d / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": 0.1}) + "\n")
+            plateau_run(e, seed, "completed", acc)
+    plateau_run(32, 2, "interrupted", 0.1)
     assert sorted(len(v) for v in pl.lengths("resnet8").values()) == [2, 2]
     assert "| 32 | 2 | 61.0 ± 1.4 |" in pl.lengths_table("resnet8") and "+10.0 pt" in pl.lengths_table("resnet8")
     png = tmp_path / "plateau.png"
