@@ -304,3 +304,42 @@ def test_plateau_reads_completed_lengths_only_and_draws_its_figure(tmp_path, mon
     assert pl.main(["--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert pl.main(["--bogus"]) == 2
+
+
+def test_updates_counts_gated_block_updates_and_reads_the_same_lr_baseline_curve(tmp_path):
+    """updates.py: a run's updates per gated block are its batches trained per epoch times the fraction of gated
+    blocks executed; a method is compared with the same-lr baseline curve at those updates (linear in log2 of the
+    updates between the lengths around it, "outside" beyond them); a run adopted into two sweeps counts once."""
+    up = load("updates")
+
+    def run(sweep, rid, seed, method, lr, epochs, acc, batches, executed=None):
+        d = tmp_path / sweep / "runs" / rid
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps({"status": "completed", "final_test_acc": acc, "epochs": epochs}))
+        with open(d / "metrics.jsonl", "w") as f:
+            for e in range(epochs):
+                rec = {"slu": {"executed": executed}} if executed is not None else {}
+                f.write(json.dumps({"epoch": e + 1, "batches_cum": batches * (e + 1), "method_records": rec}) + "\n")
+        return {"id": rid, "dir": f"runs/{rid}", "status": "completed",
+                "args": {"seed": seed, "model": "resnet8", "lr": lr, "method": method}}
+
+    a = [run("a", "b1", 0, ["baseline"], 0.1, 2, 0.60, 50),        # 100 updates
+         run("a", "b4", 0, ["baseline"], 0.1, 8, 0.70, 50),        # 400
+         run("a", "slu", 0, ["slu:target=0.5"], 0.1, 8, 0.66, 50, executed=0.5),    # 200: between them
+         run("a", "slu_lo", 0, ["slu:target=0.1"], 0.1, 2, 0.40, 50, executed=0.25)]  # 25: below the curve
+    (tmp_path / "a" / "sweep.json").write_text(json.dumps({"runs": a}))
+    b = [run("b", "b1", 0, ["baseline"], 0.1, 2, 0.60, 50)]        # the same run id, adopted: counts once
+    (tmp_path / "b" / "sweep.json").write_text(json.dumps({"runs": b}))
+    data = up.runs(str(tmp_path))
+    assert data[("slu:target=0.5", 0.1, 8)] == {0: (pytest.approx(200.0), pytest.approx(66.0))}
+    assert data[("baseline", 0.1, 2)] == {0: (pytest.approx(100.0), pytest.approx(60.0))}
+    curve = up.baseline_curve(data, 0.1)
+    assert curve == [(100.0, pytest.approx(60.0)), (400.0, pytest.approx(70.0))]
+    assert up.on_curve(curve, 200.0) == pytest.approx(65.0)          # halfway in log2: 100 -> 200 -> 400
+    assert up.on_curve(curve, 25.0) is None and up.baseline_curve(data, 0.03) == []
+    t = up.table(data)
+    assert "| slu:target=0.5 | 0.1 | 8 | 1 | 200 | 66.0 | 65.0 | +1.0 |" in t
+    assert "| slu:target=0.1 | 0.1 | 2 | 1 | 25 | 40.0 | outside the measured lengths |  |" in t
+    png = tmp_path / "u.png"
+    up.main([str(png), "--root", str(tmp_path)])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
