@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from minicnn.kernels import conv2d
+from minicnn.kernels import apply_speed_settings, conv2d
 
 SHAPES = [(16, 32, 32, 3, 1), (32, 64, 16, 3, 1), (16, 32, 32, 1, 0), (32, 64, 16, 1, 0)]  # C, O, H, kernel, pad
 
@@ -34,6 +34,10 @@ def main():
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--reps", type=int, default=7)
     args = ap.parse_args()
+    # as minicnn train has them (minicnn/kernels/process.py): BLAS on one thread. Without this the GEMMs ran on
+    # OpenBLAS's own threads beside minicnn's, and a 16->32 forward took 12.4 ms instead of 8.1 (one minicnn thread,
+    # AMD EPYC, 2026-12-08): the figures printed before that date are of that other setting
+    apply_speed_settings()
     print(f"{datetime.datetime.now():%Y-%m-%d %H:%M}, minicnn from {os.path.dirname(conv2d.__file__)}, "
           f"load {os.getloadavg()[0]:.1f}")
     rng = np.random.default_rng(0)
