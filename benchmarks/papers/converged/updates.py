@@ -1,13 +1,13 @@
 """Issue 18, step 4: are SMD's, SLU's and e2train's deficits on the slice the weight updates they did not make?
 
-    python benchmarks/papers/converged/updates.py [OUT.png] [--root docs/measurements/converged]
+    python benchmarks/papers/converged/updates.py [OUT.png] [--root docs/measurements/converged] [--model resnet8]
 
 SMD trains on the batches it keeps, SLU and stochastic depth run (and update) a gated block on the batches its
 gate opens, so each gated block receives ``updates = sum over epochs of (batches trained) * (fraction of the
 gated blocks executed)`` weight updates: 2/3 of the baseline's for SMD at 4/3 of the epochs, 0.6 for SLU at
 target 0.6, 0.4 for e2train (both, and PSG). On the CIFAR slice a baseline of the same lr trained for *fewer
 epochs* (its lr schedule scaled to its length) also makes fewer updates. This script puts every finished resnet8
-run of every converged sweep on one axis, updates per gated block, and asks: does a method score what a shorter
+run (or ``--model``'s) of every converged sweep on one axis, updates per gated block, and asks: does a method score what a shorter
 baseline with the same number of updates (and the same lr) scores?
 
 For every configuration (method, lr, epochs) it prints the seeds, the updates per gated block, the final test
@@ -115,7 +115,7 @@ def table(data: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(data: dict, path: str):
+def plot(data: dict, path: str, model: str = "resnet8"):
     from matplotlib.figure import Figure
     fig = Figure(figsize=(9, 6), layout="constrained")
     ax = fig.subplots()
@@ -139,7 +139,7 @@ def plot(data: dict, path: str):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("weight updates per gated block (batches trained x fraction of gated blocks run)")
     ax.set_ylabel("final test accuracy % (1,017 images)")
-    ax.set_title("resnet8 on the CIFAR-10 slice: accuracy against the updates a run made "
+    ax.set_title(f"{model} on the CIFAR-10 slice: accuracy against the updates a run made "
                  "(green: methods at lr 0.1, red: e2train at lr 0.03)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -150,13 +150,14 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", nargs="?", help="write the figure here (PNG)")
     p.add_argument("--root", default="docs/measurements/converged")
+    p.add_argument("--model", default="resnet8")
     args = p.parse_args(argv)
-    data = runs(args.root)
+    data = runs(args.root, args.model)
     if not data:
-        sys.exit(f"error: no finished resnet8 run under {args.root}")
+        sys.exit(f"error: no finished {args.model} run under {args.root}")
     print(table(data))
     if args.out:
-        plot(data, args.out)
+        plot(data, args.out, args.model)
         print(f"wrote {args.out}")
 
 
