@@ -7,8 +7,8 @@
 #   benchmarks/papers/converged/lanes.sh start      # every sweep in turn, $LANE_WORKERS (default 3) runs at a time:
 #                                                   # the presets (wus, lars, e2train, gradprune) and the ablations
 #                                                   # (finished: skipped at once), the lr-0.03 control at 16 and 32
-#                                                   # epochs, the plateau runs (resnet20 at 128
-#                                                   # epochs is the one left), then every E2-Train row at 256 epochs
+#                                                   # epochs, the plateau runs, every E2-Train row at 256 epochs,
+#                                                   # then resnet20's baseline at 256 epochs
 #   benchmarks/papers/converged/lanes.sh status     # the runs in progress and their epochs
 #   benchmarks/papers/converged/lanes.sh pause      # SIGSTOP every sweep process (before timing something)
 #   benchmarks/papers/converged/lanes.sh resume     # SIGCONT
@@ -87,7 +87,7 @@ case "${1:-status}" in
         lane lane1 "${LANE_WORKERS:-3}" wus lars e2train gradprune ablation_sgd_lr0.03.toml ablation_slu_resnet20.toml \
             ablation_lr0.03_short.toml \
             plateau_resnet8_e256.toml plateau_resnet8_e512.toml plateau_resnet20_e128.toml headline_e2train_e128.toml \
-            headline_e2train_e128_target06.toml headline_e2train_e256.toml
+            headline_e2train_e128_target06.toml headline_e2train_e256.toml plateau_resnet20_e256.toml
         sleep 2
         renice_loop
         echo "started; logs in $LOG"
