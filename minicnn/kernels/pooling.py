@@ -53,7 +53,7 @@ def maxpool2d_forward(x, kh, kw, sh, sw, y, argmax):
 # vectorized it (an Intel Xeon, 2026-12-07) and at 4 ns where it did not (the AMD machine, which LLVM
 # targets as znver3): there every comparison was a branch, mispredicted on random data (0.8 ns per input
 # on all-zero or sorted planes, the same code). The comparisons as 0/1 integers and the values read
-# back at the winning index compile without branches on any target: 1.4-1.5 ns per input on every alexnet-ye
+# back at the winning index compile without branches on any target: 1.3-1.4 ns per input on every alexnet-ye
 # shape there (34x34, 19x19, 9x9: 2.6-2.9x faster), bit-identical values and indices.
 @njit(nogil=True, cache=True)
 def _maxpool2d_forward(x, kh, kw, sh, sw, y, argmax, p0, p1):
