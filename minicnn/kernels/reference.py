@@ -105,7 +105,8 @@ def im2col_naive(x, kh, kw, stride=1, padding=0):
 def maxpool2d_forward_naive(x, kernel_size, stride=None):
     """y = max over each window; also returns the argmax (flat index h*W+w into the plane).
 
-    Ties go to the first maximum in row-major window order (PyTorch's choice).
+    Ties go to the first maximum in row-major window order (PyTorch's choice); a NaN beats a number and
+    not an earlier NaN (it propagates), the rule of the fast kernels (``pooling._beats``).
     """
     kh, kw = _pair(kernel_size)
     sh, sw = _pair(kernel_size if stride is None else stride)
@@ -122,7 +123,8 @@ def maxpool2d_forward_naive(x, kernel_size, stride=None):
                         for j in range(kw):
                             h_in, w_in = ho * sh + i, wo * sw + j
                             v = x[n, c, h_in, w_in]
-                            if v > best or best_idx < 0:  # strict '>': first max wins
+                            nan_wins = np.isnan(v) and not np.isnan(best)
+                            if v > best or nan_wins or best_idx < 0:  # strict '>': first max wins
                                 best, best_idx = v, h_in * W + w_in
                     y[n, c, ho, wo] = best
                     arg[n, c, ho, wo] = best_idx
