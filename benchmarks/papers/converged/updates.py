@@ -97,12 +97,13 @@ def on_curve(curve: list, updates: float):
 def table(data: dict) -> str:
     lines = ["| configuration | lr | epochs | seeds | updates per gated block | test acc % | baseline of the same lr "
              "at those updates | residual (per seed) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    curves = {lr: baseline_curve(data, lr) for _, lr, _ in data}          # one curve per lr, read by every row
     for (meth, lr, epochs), seeds in sorted(data.items(), key=lambda kv: (kv[0][0] != "baseline", kv[0])):
         ups = [u for u, _ in seeds.values()]
         accs = [a for _, a in seeds.values()]
         u = statistics.mean(ups)
         acc = f"{statistics.mean(accs):.1f}" + (f" ± {statistics.stdev(accs):.1f}" if len(accs) > 1 else "")
-        ref = on_curve(baseline_curve(data, lr), u) if meth != "baseline" else None
+        ref = on_curve(curves[lr], u) if meth != "baseline" else None
         if meth == "baseline":
             ref_s, res_s = "(the curve)", ""
         elif ref is None:
